@@ -1,0 +1,73 @@
+# Two commands matter: `make run` (the whole stack on this machine) and `make test` (every check).
+# Both bootstrap everything they need: a virtualenv in .venv, the generated gRPC stubs in gen/, the buf CLI.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(shell find proto -name '*.proto' | sort)
+BUF := node_modules/.bin/buf
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean
+
+help:
+	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
+	@echo "make test   lint, type-check, buf lint and every test with coverage"
+
+run: $(VENV)/.installed
+	$(BIN)/python -m devstack
+
+test: lint typecheck buf-lint buf-breaking pytest
+
+$(VENV)/.tools:
+	$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "grpcio-tools>=1.66" "mypy-protobuf>=3.6"
+	touch $@
+
+# Stubs are build output (never committed): regenerated whenever a .proto changes.
+gen/.stamp: $(VENV)/.tools $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iproto \
+		--python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		$(PROTOS)
+	find gen -mindepth 1 -type d -exec touch {}/__init__.py {}/py.typed \;
+	touch $@
+
+proto: gen/.stamp
+
+$(VENV)/.installed: $(VENV)/.tools gen/.stamp pyproject.toml
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(BUF): package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+buf-lint: $(BUF)
+	$(BUF) lint
+
+# The proto package is a public API: compare with the last commit that had it.
+buf-breaking: $(BUF)
+	@base=$$(git rev-parse -q --verify HEAD~1 2>/dev/null); \
+	if [ -n "$$base" ] && git cat-file -e "$$base:buf.yaml" 2>/dev/null; then \
+		echo "buf breaking against $$base"; $(BUF) breaking --against ".git#ref=$$base"; \
+	else echo "buf breaking: no earlier commit with buf.yaml to compare with"; fi
+
+pytest: $(VENV)/.installed
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) gen node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
