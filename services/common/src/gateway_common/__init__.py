@@ -1,0 +1,1 @@
+"""What the gateway's services truly share: JSON logging, the ops HTTP endpoints, the correlation id."""
