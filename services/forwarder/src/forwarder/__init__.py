@@ -1,0 +1,1 @@
+"""The forwarder: credential validation, retries, circuit breaking and the Cakemail API calls."""
