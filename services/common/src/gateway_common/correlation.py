@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 
 GRPC_METADATA_KEY = "x-request-id"
 HTTP_HEADER = "X-Request-Id"
@@ -10,3 +11,7 @@ HTTP_HEADER = "X-Request-Id"
 
 def new_correlation_id() -> str:
     return uuid.uuid4().hex
+
+
+# The id of the request being served, for code that runs on its behalf (including tasks it starts).
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")

@@ -1,0 +1,98 @@
+"""Wires the forwarder together and runs it until SIGTERM: gRPC, ops HTTP, one pooled API client."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cakemail.gateway.v1 import forwarder_pb2 as pb
+from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
+from forwarder.api.client import CakemailClient
+from forwarder.config import ForwarderSettings
+from forwarder.grpc_api.servicer import ForwarderServicer
+from forwarder.metrics import ForwarderMetrics
+from forwarder.resilience.bulkhead import Bulkhead
+from forwarder.submission.service import SubmissionService
+from gateway_common.ops_http import OpsServer, create_ops_app
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ForwarderService"].full_name
+
+
+class ForwarderApp:
+    def __init__(self, settings: ForwarderSettings, metrics: ForwarderMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or ForwarderMetrics()
+        self.client = CakemailClient.create(
+            settings.cakemail_api_url,
+            timeout=settings.cakemail_api_timeout_seconds,
+            connect_timeout=settings.cakemail_api_connect_timeout_seconds,
+            max_connections=settings.max_inflight_api_calls,
+        )
+        self.service = SubmissionService(
+            self.client,
+            Bulkhead(settings.max_inflight_api_calls, self.metrics),
+            self.metrics,
+            token_ttl_cap_seconds=settings.token_cache_ttl_seconds,
+            token_cache_max_entries=settings.token_cache_max_entries,
+        )
+        self.health = health.aio.HealthServicer()
+        self.grpc_server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.grpc_max_receive_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_ForwarderServiceServicer_to_server(
+            ForwarderServicer(self.service, self.metrics, size_limit=settings.message_size_limit),
+            self.grpc_server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.grpc_server,
+        )
+        self.grpc_port = self.grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
+        self._stopping = False
+
+    async def is_ready(self) -> bool:
+        return not self._stopping and await self.client.is_healthy()
+
+    async def start(self) -> None:
+        await self.grpc_server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await self.ops.start()
+        log.info(
+            "forwarder started",
+            grpc=f"{self.settings.grpc_host}:{self.grpc_port}",
+            http=f"{self.settings.http_host}:{self.settings.http_port}",
+            api=self.settings.cakemail_api_url,
+        )
+
+    async def stop(self) -> None:
+        """Report not-serving, let in-flight calls finish within the grace period, then close."""
+        self._stopping = True
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(self.settings.shutdown_grace_seconds)
+        await self.ops.stop()
+        await self.client.aclose()
+        log.info("forwarder stopped")
+
+
+async def serve(settings: ForwarderSettings) -> None:
+    app = ForwarderApp(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.stop()

@@ -1,0 +1,89 @@
+"""ForwarderService over grpc.aio: a thin shell that binds the correlation id and maps outcomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import NoReturn
+
+import grpc
+import structlog
+
+from cakemail.gateway.v1 import forwarder_pb2 as pb
+from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
+from forwarder.grpc_api.outcomes import Failure, authenticate_outcome, submit_outcome
+from forwarder.metrics import ForwarderMetrics
+from forwarder.submission.assembly import assemble
+from forwarder.submission.service import SubmissionService
+from gateway_common.correlation import GRPC_METADATA_KEY, current_request_id, new_correlation_id
+
+log = structlog.get_logger(__name__)
+
+
+def _bind_request_id(context: grpc.aio.ServicerContext[object, object]) -> str:
+    metadata = dict(context.invocation_metadata() or ())
+    raw = metadata.get(GRPC_METADATA_KEY)
+    request_id = raw if isinstance(raw, str) and raw else new_correlation_id()
+    current_request_id.set(request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id
+
+
+def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+async def _abort(context: grpc.aio.ServicerContext[object, object], failure: Failure) -> NoReturn:
+    await context.abort(failure.code, failure.details)
+    raise AssertionError("ServicerContext.abort returned")
+
+
+class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
+    def __init__(self, service: SubmissionService, metrics: ForwarderMetrics, *, size_limit: int) -> None:
+        self._service = service
+        self._metrics = metrics
+        self._size_limit = size_limit
+
+    async def Authenticate(
+        self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.AuthenticateResponse:
+        _bind_request_id(context)
+        try:
+            token = await self._service.authenticate(request.credentials.username, request.credentials.password)
+        except Exception as exc:
+            failure = authenticate_outcome(exc)
+            log.info("authenticate failed", code=failure.code.name, reason=failure.details)
+            await _abort(context, failure)
+        return pb.AuthenticateResponse(account_id=token.account_id, email=token.email)
+
+    async def SubmitMessage(
+        self,
+        request_iterator: AsyncIterator[pb.SubmitMessageRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.SubmitMessageResponse:
+        _bind_request_id(context)
+        deadline = _deadline(context)
+        try:
+            message = await assemble(request_iterator, size_limit=self._size_limit)
+            self._metrics.submission_bytes.observe(message.size)
+            message_id = await self._service.submit(message, deadline=deadline)
+        except Exception as exc:
+            outcome = submit_outcome(exc)
+            if isinstance(outcome, Failure):
+                self._metrics.submissions.labels(outcome.code.name.lower()).inc()
+                log.warning("submission failed", code=outcome.code.name, reason=outcome.details)
+                await _abort(context, outcome)
+            result_name = pb.SubmitResult.Name(outcome.result).removeprefix("SUBMIT_RESULT_").lower()
+            self._metrics.submissions.labels(result_name).inc()
+            log.info("submission refused", result=result_name, reason=outcome.detail)
+            return outcome
+        self._metrics.submissions.labels("accepted").inc()
+        log.info(
+            "submission accepted",
+            message_id=message_id,
+            recipients=len(message.start.envelope.rcpt_tos),
+            attachments=len(message.attachment_data),
+            size=message.size,
+        )
+        return pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_ACCEPTED, message_ids=[message_id])

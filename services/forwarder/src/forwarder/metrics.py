@@ -1,0 +1,41 @@
+"""The forwarder's Prometheus metrics. Labels carry outcomes and routes, never addresses or secrets."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ForwarderMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.token_cache_hits = Counter(
+            "forwarder_token_cache_hits_total", "Credential lookups answered from the cache", registry=registry
+        )
+        self.token_cache_misses = Counter(
+            "forwarder_token_cache_misses_total", "Credential lookups that needed the API", registry=registry
+        )
+        self.token_cache_size = Gauge("forwarder_token_cache_entries", "Tokens currently cached", registry=registry)
+        self.api_requests = Counter(
+            "forwarder_api_requests_total",
+            "Cakemail API calls by route and outcome",
+            ["route", "outcome"],
+            registry=registry,
+        )
+        self.api_latency = Histogram(
+            "forwarder_api_request_seconds",
+            "Cakemail API call latency",
+            ["route"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.submissions = Counter(
+            "forwarder_submissions_total", "SubmitMessage calls by result", ["result"], registry=registry
+        )
+        self.submission_bytes = Histogram(
+            "forwarder_submission_bytes",
+            "Assembled message content size",
+            buckets=(1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 2.5e7),
+            registry=registry,
+        )
+        self.inflight_api_calls = Gauge(
+            "forwarder_inflight_api_calls", "Cakemail API calls in flight", registry=registry
+        )

@@ -1,0 +1,1 @@
+"""Keeping the forwarder truthful and fast when the API is slow or down."""

@@ -1,0 +1,1 @@
+"""From a SubmitMessage stream to one Cakemail API call."""
