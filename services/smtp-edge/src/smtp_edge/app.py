@@ -1,0 +1,100 @@
+"""Wires the edge together and runs it until SIGTERM: two SMTP listeners, the forwarder channel, ops HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from gateway_common.ops_http import OpsServer, create_ops_app
+from smtp_edge.config import EdgeSettings
+from smtp_edge.forwarding.client import ForwarderClient
+from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.smtp.auth import SaslAuthenticator
+from smtp_edge.smtp.handler import GatewayHandler, TransactionLimits
+from smtp_edge.smtp.listeners import ListenerConfig, SmtpListeners
+from smtp_edge.tls.contexts import CertificateReloader, server_context
+
+log = structlog.get_logger(__name__)
+
+
+class EdgeApp:
+    def __init__(self, settings: EdgeSettings, metrics: EdgeMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or EdgeMetrics()
+        self.forwarder = ForwarderClient(
+            settings.forwarder_address,
+            submit_timeout=settings.forwarder_timeout_seconds,
+            auth_timeout=settings.auth_timeout_seconds,
+        )
+        self.handler = GatewayHandler(
+            self.forwarder,
+            SaslAuthenticator(self.forwarder, self.metrics),
+            TransactionLimits(
+                max_recipients=settings.max_recipients,
+                max_attachment_bytes=settings.max_attachment_bytes,
+                parse_in_thread_bytes=settings.parse_in_thread_bytes,
+                message_id_domain=settings.smtp_hostname,
+            ),
+            self.metrics,
+        )
+        tls = server_context(settings.tls_cert_file, settings.tls_key_file)
+        self.reloader = CertificateReloader(
+            [tls], settings.tls_cert_file, settings.tls_key_file, settings.tls_reload_interval_seconds
+        )
+        self.listeners = SmtpListeners(
+            ListenerConfig(
+                host=settings.smtp_host,
+                starttls_port=settings.smtp_starttls_port,
+                implicit_tls_port=settings.smtp_tls_port,
+                hostname=settings.smtp_hostname,
+                size_limit=settings.message_size_limit,
+                command_timeout=settings.command_timeout_seconds,
+            ),
+            self.handler,
+            tls,
+            self.metrics,
+        )
+        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
+        self._stopping = False
+
+    async def is_ready(self) -> bool:
+        return not self._stopping and await self.forwarder.is_serving()
+
+    async def start(self) -> None:
+        await self.listeners.start()
+        self.reloader.start()
+        await self.ops.start()
+        starttls, implicit = self.listeners.ports()
+        log.info(
+            "smtp-edge started",
+            starttls=f"{self.settings.smtp_host}:{starttls}",
+            implicit_tls=f"{self.settings.smtp_host}:{implicit}",
+            http=f"{self.settings.http_host}:{self.settings.http_port}",
+            forwarder=self.settings.forwarder_address,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, report not-ready, let transactions in flight finish within the grace period."""
+        self._stopping = True
+        self.listeners.stop_accepting()
+        try:
+            await asyncio.wait_for(self.handler.wait_idle(), self.settings.shutdown_grace_seconds)
+        except TimeoutError:
+            log.warning("grace period over with transactions in flight", count=self.handler.transactions_in_flight)
+        await self.reloader.stop()
+        await self.ops.stop()
+        await self.forwarder.close()
+        log.info("smtp-edge stopped")
+
+
+async def serve(settings: EdgeSettings) -> None:
+    app = EdgeApp(settings)
+    await app.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await app.stop()

@@ -1,0 +1,38 @@
+"""All edge configuration, from the environment, in one place."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_starttls_port: int = 2587
+    smtp_tls_port: int = 2465
+    smtp_hostname: str = Field(default_factory=socket.getfqdn)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "INFO"
+
+    tls_cert_file: str = ".dev/certs/cert.pem"
+    tls_key_file: str = ".dev/certs/key.pem"
+    tls_reload_interval_seconds: float = Field(default=30.0, gt=0)
+
+    forwarder_address: str = "127.0.0.1:50051"
+    # Under typical client timeouts (smtplib, Nodemailer and .NET wait minutes for the DATA reply).
+    forwarder_timeout_seconds: float = Field(default=45.0, gt=0)
+    auth_timeout_seconds: float = Field(default=15.0, gt=0)
+
+    message_size_limit: int = Field(default=26_214_400, gt=0)
+    max_attachment_bytes: int = Field(default=10_485_760, gt=0)
+    max_recipients: int = Field(default=100, gt=0)
+    # RFC 5321 4.5.3.2: a server should wait at least 5 minutes for the next command.
+    command_timeout_seconds: float = Field(default=300.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    # Messages bigger than this are parsed in a worker thread so one big message never stalls other sessions.
+    parse_in_thread_bytes: int = Field(default=256 * 1024, ge=0)

@@ -1,0 +1,86 @@
+"""Pure: a parsed message and its envelope -> SubmitMessage frames, none carrying more than 1 MiB of content."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cakemail.gateway.v1 import forwarder_pb2 as pb
+from smtp_edge.mime import Address, ParsedMessage
+
+CHUNK_BYTES = 1024 * 1024
+# Bodies up to this size travel inside the first frame; larger ones are streamed like attachments.
+INLINE_BODY_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpEnvelope:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpCredentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"SmtpCredentials(username={self.username!r}, password=...)"
+
+
+def _address(address: Address) -> pb.Address:
+    return pb.Address(email=address.email, name=address.name)
+
+
+def _chunks(target: pb.ContentTarget.ValueType, data: bytes, index: int = 0) -> Iterator[pb.SubmitMessageRequest]:
+    view = memoryview(data)
+    for offset in range(0, len(view), CHUNK_BYTES):
+        yield pb.SubmitMessageRequest(
+            chunk=pb.ContentChunk(
+                target=target, attachment_index=index, data=bytes(view[offset : offset + CHUNK_BYTES])
+            )
+        )
+
+
+def submission_frames(
+    message: ParsedMessage, envelope: SmtpEnvelope, credentials: SmtpCredentials
+) -> Iterator[pb.SubmitMessageRequest]:
+    text = message.text_body.encode("utf-8", "surrogatepass")
+    html = message.html_body.encode("utf-8", "surrogatepass")
+    text_inline = len(text) <= INLINE_BODY_BYTES
+    html_inline = len(html) <= INLINE_BODY_BYTES
+    headers = pb.MessageHeaders(
+        to=[_address(a) for a in message.to],
+        cc=[_address(a) for a in message.cc],
+        reply_to=[_address(a) for a in message.reply_to],
+        subject=message.subject,
+        message_id=message.message_id,
+        extra=[pb.Header(name=name, value=value) for name, value in message.extra_headers],
+    )
+    if message.from_ is not None:
+        getattr(headers, "from").CopyFrom(_address(message.from_))
+    yield pb.SubmitMessageRequest(
+        start=pb.MessageStart(
+            credentials=pb.Credentials(username=credentials.username, password=credentials.password),
+            envelope=pb.Envelope(mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos)),
+            headers=headers,
+            text_body=message.text_body if text_inline else "",
+            html_body=message.html_body if html_inline else "",
+            attachments=[
+                pb.Attachment(
+                    filename=part.filename,
+                    content_type=part.content_type,
+                    content_id=part.content_id,
+                    disposition=pb.DISPOSITION_INLINE if part.disposition == "inline" else pb.DISPOSITION_ATTACHMENT,
+                    size=len(part.data),
+                )
+                for part in message.attachments
+            ],
+        )
+    )
+    if not text_inline:
+        yield from _chunks(pb.CONTENT_TARGET_TEXT_BODY, text)
+    if not html_inline:
+        yield from _chunks(pb.CONTENT_TARGET_HTML_BODY, html)
+    for index, part in enumerate(message.attachments):
+        yield from _chunks(pb.CONTENT_TARGET_ATTACHMENT, part.data, index)

@@ -1,0 +1,157 @@
+"""aiosmtpd handler: the transaction hooks (EHLO, MAIL, RCPT, DATA), each returning its SMTP reply."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import AuthResult, Envelope
+
+from smtp_edge.forwarding.client import Answer, ForwarderClient
+from smtp_edge.forwarding.frames import SmtpEnvelope, submission_frames
+from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
+from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.mime import MessageRejected, ParsedMessage, parse_message
+from smtp_edge.smtp.auth import SaslAuthenticator
+from smtp_edge.smtp.session import GatewaySession
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionLimits:
+    max_recipients: int
+    max_attachment_bytes: int
+    parse_in_thread_bytes: int
+    message_id_domain: str
+
+
+def plausible_address(address: str) -> bool:
+    """A mailbox we can hand to the API: local@domain, no spaces or controls (UTF-8 allowed: SMTPUTF8)."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or len(address) > 254:
+        return False
+    return not any(ch.isspace() or ord(ch) < 32 or ch in "<>" for ch in address)
+
+
+class GatewayHandler:
+    def __init__(
+        self,
+        forwarder: ForwarderClient,
+        authenticator: SaslAuthenticator,
+        limits: TransactionLimits,
+        metrics: EdgeMetrics,
+    ) -> None:
+        self._forwarder = forwarder
+        self._authenticator = authenticator
+        self._limits = limits
+        self._metrics = metrics
+        self.transactions_in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Returns once no message is being parsed or forwarded (for a graceful shutdown)."""
+        await self._idle.wait()
+
+    async def handle_EHLO(
+        self, server: Any, session: GatewaySession, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # Advertised here because aiosmtpd implements both but does not announce them.
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._authenticator.plain(server, args)
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._authenticator.login(server, args)
+
+    async def handle_MAIL(
+        self, server: Any, session: GatewaySession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address and not plausible_address(address):
+            return "501 5.1.7 Bad sender address syntax"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: GatewaySession, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if not plausible_address(address):
+            return "501 5.1.3 Bad recipient address syntax"
+        if len(envelope.rcpt_tos) >= self._limits.max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self._limits.max_recipients} per message)"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: Any, session: GatewaySession, envelope: Envelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        session.messages += 1
+        self._metrics.message_bytes.observe(len(raw))
+        self.transactions_in_flight += 1
+        self._idle.clear()
+        try:
+            reply = await self._handle_message(session, envelope, raw)
+        finally:
+            self.transactions_in_flight -= 1
+            if not self.transactions_in_flight:
+                self._idle.set()
+        self._metrics.messages.labels(reply[:3]).inc()
+        return reply
+
+    async def _handle_message(self, session: GatewaySession, envelope: Envelope, raw: bytes) -> str:
+        if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
+            return "530 5.7.0 Authentication required"
+        try:
+            parsed = await self._parse(raw)
+        except MessageRejected as rejected:
+            log.info("message refused by the parser", reason=rejected.reason)
+            code = "552 5.3.4" if "limit" in rejected.reason else "550 5.6.0"
+            return f"{code} {safe_text(rejected.reason)}"
+        except Exception:
+            log.exception("message could not be parsed")
+            return TEMPORARY_FAILURE
+        if parsed.defects:
+            log.info("message has MIME defects", defects=list(parsed.defects))
+        frames = submission_frames(
+            parsed,
+            SmtpEnvelope(mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos)),
+            session.credentials,
+        )
+        started = time.perf_counter()
+        # Shielded: a client that hangs up must not cancel a submission the API may already have accepted.
+        forwarding = asyncio.ensure_future(self._forwarder.submit(frames, correlation_id=session.correlation_id))
+        try:
+            answer = await asyncio.shield(forwarding)
+        except asyncio.CancelledError:
+            log.warning("client disconnected while its message was being forwarded")
+            forwarding.add_done_callback(self._account_abandoned)
+            raise
+        self._metrics.forward_latency.observe(time.perf_counter() - started)
+        log.info(
+            "message forwarded",
+            reply=answer.reply,
+            outcome=answer.outcome,
+            recipients=len(envelope.rcpt_tos),
+            size=len(raw),
+        )
+        return answer.reply
+
+    def _account_abandoned(self, forwarding: asyncio.Future[Answer]) -> None:
+        outcome = "error" if forwarding.cancelled() or forwarding.exception() else forwarding.result().outcome
+        self._metrics.client_gone_during_forward.labels(outcome).inc()
+        log.warning("forwarding finished after the client disconnected", outcome=outcome)
+
+    async def _parse(self, raw: bytes) -> ParsedMessage:
+        domain = self._limits.message_id_domain
+        limit = self._limits.max_attachment_bytes
+        if len(raw) > self._limits.parse_in_thread_bytes:
+            # Large messages are parsed off the event loop so other sessions keep flowing (aiosmtpd #293).
+            return await asyncio.to_thread(parse_message, raw, message_id_domain=domain, max_attachment_bytes=limit)
+        return parse_message(raw, message_id_domain=domain, max_attachment_bytes=limit)

@@ -1,0 +1,78 @@
+"""The two listeners: 587-style STARTTLS and 465-style implicit TLS, the same dialogue behind the TLS layer."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+
+from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.smtp.handler import GatewayHandler
+from smtp_edge.smtp.protocol import GatewaySMTP
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    host: str
+    starttls_port: int
+    implicit_tls_port: int
+    hostname: str
+    size_limit: int
+    command_timeout: float
+
+
+class SmtpListeners:
+    def __init__(
+        self, config: ListenerConfig, handler: GatewayHandler, tls: ssl.SSLContext, metrics: EdgeMetrics
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._tls = tls
+        self._metrics = metrics
+        self._servers: list[asyncio.Server] = []
+
+    def _protocol(self, listener: str) -> GatewaySMTP:
+        implicit = listener == "implicit-tls"
+        return GatewaySMTP(
+            self._handler,
+            listener=listener,
+            metrics=self._metrics,
+            hostname=self._config.hostname,
+            ident="ESMTP Cakemail SMTP Gateway",
+            data_size_limit=self._config.size_limit,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=self._config.command_timeout,
+            auth_required=True,
+            # On the implicit-TLS port every connection is already encrypted, but aiosmtpd only knows about
+            # STARTTLS (aiosmtpd #281): requiring TLS there would hide AUTH. Safe because TLS came first.
+            auth_require_tls=not implicit,
+            tls_context=None if implicit else self._tls,
+            require_starttls=not implicit,
+            auth_exclude_mechanism=None,
+        )
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._servers.append(
+            await loop.create_server(
+                lambda: self._protocol("starttls"), self._config.host, self._config.starttls_port, reuse_address=True
+            )
+        )
+        self._servers.append(
+            await loop.create_server(
+                lambda: self._protocol("implicit-tls"),
+                self._config.host,
+                self._config.implicit_tls_port,
+                ssl=self._tls,
+                reuse_address=True,
+            )
+        )
+
+    def ports(self) -> tuple[int, int]:
+        starttls, implicit = (s.sockets[0].getsockname()[1] for s in self._servers)
+        return int(starttls), int(implicit)
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
