@@ -20,33 +20,33 @@ log = structlog.get_logger(__name__)
 _HANDLED = AuthResult(success=False, handled=True)
 
 
-class _SyntaxProblem(Exception):
+class SaslSyntaxError(Exception):
     def __init__(self, reply: str) -> None:
         super().__init__(reply)
         self.reply = reply
 
 
-def _decode_b64(text: str) -> bytes:
+def decode_b64(text: str) -> bytes:
     if text == "=":  # RFC 4954: "=" is an empty initial response
         return b""
     try:
         return b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raise _SyntaxProblem("501 5.5.2 Cannot decode base64") from None
+        raise SaslSyntaxError("501 5.5.2 Cannot decode base64") from None
 
 
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _SyntaxProblem("501 5.5.2 Credentials must be UTF-8") from None
+        raise SaslSyntaxError("501 5.5.2 Credentials must be UTF-8") from None
 
 
 def split_plain(blob: bytes) -> tuple[str, str]:
     """authzid NUL authcid NUL passwd; the authorization identity is ignored (we act as authcid only)."""
     parts = blob.split(b"\0")
     if len(parts) != 3:
-        raise _SyntaxProblem("501 5.5.2 Cannot split PLAIN credentials")
+        raise SaslSyntaxError("501 5.5.2 Cannot split PLAIN credentials")
     return _text(parts[1]), _text(parts[2])
 
 
@@ -58,14 +58,14 @@ class SaslAuthenticator:
     async def plain(self, server: Any, args: list[str]) -> AuthResult:
         try:
             if len(args) == 2:
-                blob = _decode_b64(args[1])
+                blob = decode_b64(args[1])
             else:
                 answer = await server.challenge_auth("", encode_to_b64=False)
                 if answer is MISSING:  # "*" or bad base64: aiosmtpd already replied 501
                     return _HANDLED
                 blob = answer
             username, password = split_plain(blob)
-        except _SyntaxProblem as problem:
+        except SaslSyntaxError as problem:
             await server.push(problem.reply)
             return _HANDLED
         return await self._check(server, "PLAIN", username, password)
@@ -73,7 +73,7 @@ class SaslAuthenticator:
     async def login(self, server: Any, args: list[str]) -> AuthResult:
         try:
             if len(args) == 2:
-                raw_user = _decode_b64(args[1])
+                raw_user = decode_b64(args[1])
             else:
                 answer = await server.challenge_auth("Username:")
                 if answer is MISSING:
@@ -84,7 +84,7 @@ class SaslAuthenticator:
             if answer is MISSING:
                 return _HANDLED
             password = _text(answer)
-        except _SyntaxProblem as problem:
+        except SaslSyntaxError as problem:
             await server.push(problem.reply)
             return _HANDLED
         return await self._check(server, "LOGIN", username, password)

@@ -1,0 +1,71 @@
+"""Shared fixtures: the real stack (sandbox + forwarder + edge as processes on loopback) and SMTP helpers."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.certs import DevCertificate, ensure_dev_certificate
+from devstack.stack import Stack, StackPorts
+
+
+@pytest.fixture(scope="session")
+def dev_certificate(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
+    return ensure_dev_certificate(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def client_tls(dev_certificate: DevCertificate) -> ssl.SSLContext:
+    """A client context that verifies the edge's certificate against the dev CA (real verification)."""
+    context = ssl.create_default_context(cafile=str(dev_certificate.ca_file))
+    return context
+
+
+class SandboxView:
+    """What the Cakemail API sandbox recorded, read over its real HTTP API."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+
+    def _request(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(self.base_url + path, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def emails(self, content: bool = True) -> list[dict[str, Any]]:
+        data = self._request("GET", "/sandbox/emails" + ("" if content else "?content=0"))
+        return list(data["emails"])
+
+    def clear(self) -> None:
+        self._request("DELETE", "/sandbox/emails")
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._request("GET", "/sandbox/stats"))
+
+
+@pytest.fixture(scope="session")
+def stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    logs = tmp_path_factory.mktemp("stack-logs")
+    running = Stack(StackPorts.ephemeral(), dev_certificate, log_dir=logs)
+    running.start()
+    yield running
+    codes = running.stop()
+    assert all(code == 0 for code in codes.values()), f"unclean exit {codes}; logs in {logs}"
+
+
+@pytest.fixture
+def sandbox(stack: Stack) -> SandboxView:
+    view = SandboxView(stack.sandbox_url)
+    view.clear()
+    return view
+
+
+def log_text(stack: Stack) -> str:
+    return "\n".join(Path(s.log_path).read_text() for s in stack.services if s.log_path)

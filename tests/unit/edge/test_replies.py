@@ -1,0 +1,108 @@
+"""Pure: forwarder answers and aiosmtpd built-ins -> SMTP replies with enhanced status codes, by table."""
+
+from __future__ import annotations
+
+import re
+
+import grpc
+import pytest
+
+from cakemail.gateway.v1 import forwarder_pb2 as pb
+from smtp_edge.forwarding.replies import (
+    reply_for_auth_error,
+    reply_for_response,
+    reply_for_submit_error,
+    safe_text,
+)
+from smtp_edge.smtp.enhanced_codes import with_enhanced_code
+
+REPLY = re.compile(r"^[245]\d\d [245]\.\d{1,3}\.\d{1,3} [ -~]+$")
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_ACCEPTED, message_ids=["m1"]), "250 2.0.0 Ok: queued as m1"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_ACCEPTED), "451 4.3.0"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_INVALID, detail="no from"), "550 5.6.0"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_FORBIDDEN), "550 5.7.1"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_TOO_LARGE), "552 5.3.4"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_RATE_LIMITED, retry_after_seconds=30), "451 4.7.1"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_UNSPECIFIED), "451 4.3.0"),
+    ],
+)
+def test_response_replies(response: pb.SubmitMessageResponse, expected: str) -> None:
+    reply = reply_for_response(response)
+    assert reply.startswith(expected)
+    assert REPLY.match(reply)
+
+
+def test_rejection_detail_and_retry_hint_reach_the_client() -> None:
+    invalid = pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_INVALID, detail="missing from (field: from)")
+    assert reply_for_response(invalid) == "550 5.6.0 Message rejected: missing from (field: from)"
+    limited = pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_RATE_LIMITED, retry_after_seconds=30)
+    assert "30 seconds" in reply_for_response(limited)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, "535 5.7.8"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "451 4.3.2"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "550 5.6.0"),
+        (grpc.StatusCode.UNAVAILABLE, "451 4.3.0"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "451 4.3.0"),
+        (grpc.StatusCode.INTERNAL, "451 4.3.0"),
+        (grpc.StatusCode.UNKNOWN, "451 4.3.0"),
+    ],
+)
+def test_submit_error_replies(code: grpc.StatusCode, expected: str) -> None:
+    reply = reply_for_submit_error(code, "details")
+    assert reply.startswith(expected)
+    assert REPLY.match(reply)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (grpc.StatusCode.UNAUTHENTICATED, "535 5.7.8"),
+        (grpc.StatusCode.UNAVAILABLE, "454 4.7.0"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "454 4.7.0"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "454 4.7.0"),
+    ],
+)
+def test_auth_error_replies(code: grpc.StatusCode, expected: str) -> None:
+    assert reply_for_auth_error(code).startswith(expected)
+
+
+def test_safe_text_is_one_short_printable_line() -> None:
+    text = safe_text("line one\r\n250 injected\x00caf\u00e9 " + "x" * 500)
+    assert "\r" not in text and "\n" not in text and "\x00" not in text
+    assert all(" " <= ch <= "~" for ch in text)
+    assert len(text) <= 200
+
+
+@pytest.mark.parametrize(
+    ("builtin", "expected"),
+    [
+        ("250 OK", "250 2.0.0 OK"),
+        ("221 Bye", "221 2.0.0 Bye"),
+        ("220 Ready to start TLS", "220 2.0.0 Ready to start TLS"),
+        ("530 Must issue a STARTTLS command first", "530 5.7.0 Must issue a STARTTLS command first"),
+        ("552 Error: Too much mail data", "552 5.3.4 Message too big (limit 1000 bytes)"),
+        ("552 Error: message size exceeds fixed maximum message size", "552 5.3.4 Message too big (limit 1000 bytes)"),
+        ("503 Error: need RCPT command", "503 5.5.1 Need RCPT command first"),
+        ("500 Line too long (see RFC5321 4.5.3.1.6)", "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6: 1000 octets)"),
+        ('500 Error: command "FOO" not recognized', '500 5.5.1 command "FOO" not recognized'),
+        ("501 Syntax: MAIL FROM: <address>", "501 5.5.4 Syntax: MAIL FROM: <address>"),
+        ("503 Error: send HELO first", "503 5.5.1 send HELO first"),
+        ("535 5.7.8 Authentication credentials invalid", "535 5.7.8 Authentication credentials invalid"),
+        ("553 5.1.3 Error: malformed address", "501 5.1.3 Malformed address"),
+        ("450 something new", "450 4.0.0 something new"),
+        ("334 VXNlcm5hbWU6", "334 VXNlcm5hbWU6"),
+        ("354 End data with <CR><LF>.<CR><LF>", "354 End data with <CR><LF>.<CR><LF>"),
+        ("250-SIZE 1000", "250-SIZE 1000"),
+    ],
+)
+def test_builtin_replies_get_enhanced_codes(builtin: str, expected: str) -> None:
+    assert with_enhanced_code(builtin, size_limit=1000) == expected

@@ -1,0 +1,89 @@
+"""The SubmitMessage stream is checked strictly, and its idempotency key depends on content and recipients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+
+from cakemail.gateway.v1 import forwarder_pb2 as pb
+from forwarder.submission.assembly import MalformedStream, MessageTooLarge, assemble
+
+
+async def _stream(frames: Iterable[pb.SubmitMessageRequest]) -> AsyncIterator[pb.SubmitMessageRequest]:
+    for frame in frames:
+        yield frame
+
+
+def start(rcpts: tuple[str, ...] = ("r@x.test",), attachments: tuple[int, ...] = (), text: str = "hi") -> pb.SubmitMessageRequest:
+    message = pb.MessageStart(
+        credentials=pb.Credentials(username="u", password="p"),
+        envelope=pb.Envelope(mail_from="s@x.test", rcpt_tos=list(rcpts)),
+        text_body=text,
+        attachments=[pb.Attachment(filename=f"f{i}", size=size) for i, size in enumerate(attachments)],
+    )
+    return pb.SubmitMessageRequest(start=message)
+
+
+def chunk(target: int, data: bytes, index: int = 0) -> pb.SubmitMessageRequest:
+    return pb.SubmitMessageRequest(chunk=pb.ContentChunk(target=target, attachment_index=index, data=data))  # type: ignore[arg-type]
+
+
+async def test_reassembles_bodies_and_attachments_in_order() -> None:
+    message = await assemble(
+        _stream(
+            [
+                start(attachments=(5, 0)),
+                chunk(pb.CONTENT_TARGET_TEXT_BODY, b" there"),
+                chunk(pb.CONTENT_TARGET_ATTACHMENT, b"ab", 0),
+                chunk(pb.CONTENT_TARGET_HTML_BODY, "<p>\xe9</p>".encode()),
+                chunk(pb.CONTENT_TARGET_ATTACHMENT, b"cde", 0),
+            ]
+        ),
+        size_limit=1000,
+    )
+    assert message.text_body == "hi there"
+    assert message.html_body == "<p>\xe9</p>"
+    assert message.attachment_data == (b"abcde", b"")
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        pytest.param([], "empty stream", id="empty"),
+        pytest.param([chunk(pb.CONTENT_TARGET_TEXT_BODY, b"x")], "first frame", id="chunk-first"),
+        pytest.param([start(), start()], "only ContentChunk", id="two-starts"),
+        pytest.param([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x", 1)], "not declared", id="bad-index"),
+        pytest.param([start(attachments=(2,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x")], "declared 2", id="short"),
+        pytest.param([start(), chunk(pb.CONTENT_TARGET_UNSPECIFIED, b"x")], "unspecified", id="no-target"),
+        pytest.param([start(), chunk(pb.CONTENT_TARGET_TEXT_BODY, b"\xff")], "UTF-8", id="bad-utf8"),
+        pytest.param([start(rcpts=())], "rcpt_tos", id="no-recipients"),
+        pytest.param([start(), chunk(pb.CONTENT_TARGET_TEXT_BODY, b"x" * (1024 * 1024 + 1))], "at most", id="big-chunk"),
+    ],
+)
+async def test_malformed_streams_are_refused_with_a_reason(frames: list[pb.SubmitMessageRequest], reason: str) -> None:
+    with pytest.raises(MalformedStream, match=reason):
+        await assemble(_stream(frames), size_limit=10 * 1024 * 1024)
+
+
+async def test_size_limit_counts_streamed_content() -> None:
+    with pytest.raises(MessageTooLarge):
+        await assemble(_stream([start(attachments=(20,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x" * 20)]), size_limit=10)
+
+
+async def _key(frames: list[pb.SubmitMessageRequest]) -> str:
+    return (await assemble(_stream(frames), size_limit=10_000)).idempotency_key
+
+
+async def test_idempotency_key_ignores_recipient_order_and_password() -> None:
+    base = await _key([start(rcpts=("a@x.test", "b@x.test"))])
+    assert base == await _key([start(rcpts=("B@x.test", "a@x.test"))])
+    other_password = start(rcpts=("a@x.test", "b@x.test"))
+    other_password.start.credentials.password = "different"
+    assert base == await _key([other_password])
+
+
+async def test_idempotency_key_changes_with_content_or_recipients() -> None:
+    base = await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")])
+    assert base != await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"b")])
+    assert base != await _key([start(rcpts=("other@x.test",), attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")])

@@ -1,0 +1,141 @@
+"""Token cache: hashed keys, TTL from the token, single flight, failures not cached, invalidation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from forwarder.api.errors import ApiUnavailable
+from forwarder.api.wire import ApiToken
+from forwarder.credentials.token_cache import TokenCache
+from forwarder.metrics import ForwarderMetrics
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountingFetcher:
+    """A stand-in for the API in this unit test only: counts calls, can be told to fail or to wait."""
+
+    def __init__(self, expires_in: float = 900) -> None:
+        self.calls = 0
+        self.expires_in = expires_in
+        self.fail_with: Exception | None = None
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def __call__(self, username: str, password: str) -> ApiToken:
+        self.calls += 1
+        await self.release.wait()
+        if self.fail_with:
+            raise self.fail_with
+        return ApiToken(api_key=f"key-{self.calls}", account_id="a", email=username, expires_in=self.expires_in)
+
+
+def make_cache(fetch: CountingFetcher, clock: Clock, ttl_cap: float = 900, max_entries: int = 100) -> TokenCache:
+    return TokenCache(
+        fetch,
+        ttl_cap_seconds=ttl_cap,
+        max_entries=max_entries,
+        metrics=ForwarderMetrics(CollectorRegistry()),
+        timer=clock,
+    )
+
+
+async def test_second_lookup_is_a_hit() -> None:
+    fetch, clock = CountingFetcher(), Clock()
+    cache = make_cache(fetch, clock)
+    first = await cache.token_for("u", "p")
+    assert await cache.token_for("u", "p") is first
+    assert fetch.calls == 1
+
+
+async def test_different_password_is_a_different_entry() -> None:
+    fetch = CountingFetcher()
+    cache = make_cache(fetch, Clock())
+    await cache.token_for("u", "p1")
+    await cache.token_for("u", "p2")
+    assert fetch.calls == 2
+
+
+async def test_concurrent_lookups_make_one_call() -> None:
+    fetch = CountingFetcher()
+    fetch.release.clear()
+    cache = make_cache(fetch, Clock())
+    waiting = [asyncio.create_task(cache.token_for("u", "p")) for _ in range(100)]
+    await asyncio.sleep(0)
+    fetch.release.set()
+    tokens = await asyncio.gather(*waiting)
+    assert fetch.calls == 1
+    assert {t.api_key for t in tokens} == {"key-1"}
+
+
+async def test_a_cancelled_first_caller_does_not_cancel_the_fetch_for_others() -> None:
+    fetch = CountingFetcher()
+    fetch.release.clear()
+    cache = make_cache(fetch, Clock())
+    first = asyncio.create_task(cache.token_for("u", "p"))
+    second = asyncio.create_task(cache.token_for("u", "p"))
+    await asyncio.sleep(0)
+    first.cancel()
+    fetch.release.set()
+    assert (await second).api_key == "key-1"
+    assert fetch.calls == 1
+
+
+async def test_ttl_follows_token_expiry_and_is_capped() -> None:
+    fetch, clock = CountingFetcher(expires_in=100), Clock()
+    cache = make_cache(fetch, clock, ttl_cap=900)
+    await cache.token_for("u", "p")
+    clock.now += 85  # within 90% of the token's life
+    await cache.token_for("u", "p")
+    assert fetch.calls == 1
+    clock.now += 10
+    await cache.token_for("u", "p")
+    assert fetch.calls == 2
+
+    capped_fetch, capped_clock = CountingFetcher(expires_in=86_400), Clock()
+    capped = make_cache(capped_fetch, capped_clock, ttl_cap=60)
+    await capped.token_for("u", "p")
+    capped_clock.now += 61
+    await capped.token_for("u", "p")
+    assert capped_fetch.calls == 2
+
+
+async def test_failures_are_not_cached() -> None:
+    fetch = CountingFetcher()
+    fetch.fail_with = ApiUnavailable("down")
+    cache = make_cache(fetch, Clock())
+    with pytest.raises(ApiUnavailable):
+        await cache.token_for("u", "p")
+    fetch.fail_with = None
+    assert (await cache.token_for("u", "p")).api_key == "key-2"
+
+
+async def test_invalidate_forces_a_new_call() -> None:
+    fetch = CountingFetcher()
+    cache = make_cache(fetch, Clock())
+    await cache.token_for("u", "p")
+    cache.invalidate("u", "p")
+    assert (await cache.token_for("u", "p")).api_key == "key-2"
+
+
+async def test_size_is_bounded() -> None:
+    fetch = CountingFetcher()
+    cache = make_cache(fetch, Clock(), max_entries=3)
+    for i in range(10):
+        await cache.token_for(f"user{i}", "p")
+    assert len(cache) == 3
+
+
+def test_keys_do_not_contain_the_password() -> None:
+    cache = make_cache(CountingFetcher(), Clock())
+    key = cache._key("user", "hunter2")
+    assert b"hunter2" not in key and b"user" not in key
