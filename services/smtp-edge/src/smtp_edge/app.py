@@ -11,6 +11,9 @@ from gateway_common.ops_http import OpsServer, create_ops_app
 from smtp_edge.config import EdgeSettings
 from smtp_edge.forwarding.client import ForwarderClient
 from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.policy.admission import Admission
+from smtp_edge.policy.auth_throttle import AuthFailureThrottle, parse_allowlist
+from smtp_edge.policy.connection_limits import ConnectionLimiter
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.handler import GatewayHandler, TransactionLimits
 from smtp_edge.smtp.listeners import ListenerConfig, SmtpListeners
@@ -28,9 +31,18 @@ class EdgeApp:
             submit_timeout=settings.forwarder_timeout_seconds,
             auth_timeout=settings.auth_timeout_seconds,
         )
+        self.admission = Admission(
+            connections=ConnectionLimiter(per_ip=settings.max_connections_per_ip, total=settings.max_connections),
+            auth_throttle=AuthFailureThrottle(
+                max_failures=settings.auth_failure_limit,
+                window_seconds=settings.auth_failure_window_seconds,
+                cooldown_seconds=settings.auth_failure_cooldown_seconds,
+                allowlist=parse_allowlist(settings.auth_throttle_allowlist.split(",")),
+            ),
+        )
         self.handler = GatewayHandler(
             self.forwarder,
-            SaslAuthenticator(self.forwarder, self.metrics),
+            SaslAuthenticator(self.forwarder, self.admission.auth_throttle, self.metrics),
             TransactionLimits(
                 max_recipients=settings.max_recipients,
                 max_attachment_bytes=settings.max_attachment_bytes,
@@ -51,10 +63,12 @@ class EdgeApp:
                 hostname=settings.smtp_hostname,
                 size_limit=settings.message_size_limit,
                 command_timeout=settings.command_timeout_seconds,
+                proxy_protocol_timeout=settings.proxy_protocol_timeout_seconds if settings.proxy_protocol else None,
             ),
             self.handler,
             tls,
             self.metrics,
+            self.admission,
         )
         self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
         self._stopping = False
@@ -76,13 +90,14 @@ class EdgeApp:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, report not-ready, let transactions in flight finish within the grace period."""
+        """Stop accepting, report not-ready, say goodbye to idle sessions, let transactions in flight finish
+        within the grace period (no accepted DATA is cut off), then exit."""
         self._stopping = True
         self.listeners.stop_accepting()
-        try:
-            await asyncio.wait_for(self.handler.wait_idle(), self.settings.shutdown_grace_seconds)
-        except TimeoutError:
-            log.warning("grace period over with transactions in flight", count=self.handler.transactions_in_flight)
+        log.info("shutting down", sessions=len(self.listeners.live))
+        cut_off = await self.listeners.live.drain(self.settings.shutdown_grace_seconds)
+        if cut_off:
+            log.warning("grace period over; sessions closed while busy", count=cut_off)
         await self.reloader.stop()
         await self.ops.stop()
         await self.forwarder.close()

@@ -34,5 +34,16 @@ class EdgeSettings(BaseSettings):
     # RFC 5321 4.5.3.2: a server should wait at least 5 minutes for the next command.
     command_timeout_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+
+    max_connections_per_ip: int = Field(default=50, gt=0)
+    max_connections: int = Field(default=2000, gt=0)
+    auth_failure_limit: int = Field(default=5, gt=0)
+    auth_failure_window_seconds: float = Field(default=300.0, gt=0)
+    auth_failure_cooldown_seconds: float = Field(default=900.0, gt=0)
+    # Comma-separated CIDRs never throttled for AUTH failures (e.g. a monitoring probe).
+    auth_throttle_allowlist: str = ""
+    # PROXY protocol v1/v2 from a load balancer, so limits and logs see the real client IP.
+    proxy_protocol: bool = False
+    proxy_protocol_timeout_seconds: float = Field(default=5.0, gt=0)
     # Messages bigger than this are parsed in a worker thread so one big message never stalls other sessions.
     parse_in_thread_bytes: int = Field(default=256 * 1024, ge=0)

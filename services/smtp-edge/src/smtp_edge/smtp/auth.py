@@ -13,6 +13,7 @@ from aiosmtpd.smtp import MISSING, AuthResult
 from smtp_edge.forwarding.client import ForwarderClient
 from smtp_edge.forwarding.frames import SmtpCredentials
 from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle
 from smtp_edge.smtp.session import GatewaySession
 
 log = structlog.get_logger(__name__)
@@ -51,8 +52,9 @@ def split_plain(blob: bytes) -> tuple[str, str]:
 
 
 class SaslAuthenticator:
-    def __init__(self, forwarder: ForwarderClient, metrics: EdgeMetrics) -> None:
+    def __init__(self, forwarder: ForwarderClient, throttle: AuthFailureThrottle, metrics: EdgeMetrics) -> None:
         self._forwarder = forwarder
+        self._throttle = throttle
         self._metrics = metrics
 
     async def plain(self, server: Any, args: list[str]) -> AuthResult:
@@ -95,7 +97,13 @@ class SaslAuthenticator:
         self._metrics.auth_attempts.labels(mechanism, answer.outcome).inc()
         if not answer.accepted:
             log.info("auth refused", mechanism=mechanism, outcome=answer.outcome)
+            if answer.outcome == "unauthenticated" and self._throttle.record_failure(server.client_ip):
+                log.warning("auth failures over the limit; client in cool-down")
+                await server.push(answer.reply)
+                await server.say_goodbye(THROTTLED)
+                return _HANDLED
             return AuthResult(success=False, handled=False, message=answer.reply)
+        self._throttle.record_success(server.client_ip)
         session.credentials = SmtpCredentials(username=username, password=password)
         log.info("auth accepted", mechanism=mechanism)
         return AuthResult(success=True, auth_data=username, message=answer.reply)

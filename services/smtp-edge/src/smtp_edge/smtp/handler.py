@@ -29,6 +29,14 @@ class TransactionLimits:
     message_id_domain: str
 
 
+BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
+
+
+def has_bare_line_ending(raw: bytes) -> bool:
+    """True when a CR or LF appears other than as part of CRLF."""
+    return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
+
+
 def plausible_address(address: str) -> bool:
     """A mailbox we can hand to the API: local@domain, no spaces or controls (UTF-8 allowed: SMTPUTF8)."""
     local, at, domain = address.rpartition("@")
@@ -50,12 +58,6 @@ class GatewayHandler:
         self._limits = limits
         self._metrics = metrics
         self.transactions_in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Returns once no message is being parsed or forwarded (for a graceful shutdown)."""
-        await self._idle.wait()
 
     async def handle_EHLO(
         self, server: Any, session: GatewaySession, envelope: Envelope, hostname: str, responses: list[str]
@@ -69,6 +71,14 @@ class GatewayHandler:
 
     async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
         return await self._authenticator.login(server, args)
+
+    async def handle_VRFY(self, server: Any, session: GatewaySession, envelope: Envelope, address: str) -> str:
+        # RFC 5321 3.5.3: a submission server need not disclose mailboxes; 252 says "send it anyway".
+        return "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+
+    async def handle_PROXY(self, server: Any, session: GatewaySession, envelope: Envelope, proxy_data: Any) -> bool:
+        # Any well-formed PROXY header is accepted; the admission policies then judge the real client IP.
+        return bool(proxy_data and proxy_data.valid)
 
     async def handle_MAIL(
         self, server: Any, session: GatewaySession, envelope: Envelope, address: str, options: list[str]
@@ -95,19 +105,19 @@ class GatewayHandler:
         session.messages += 1
         self._metrics.message_bytes.observe(len(raw))
         self.transactions_in_flight += 1
-        self._idle.clear()
         try:
             reply = await self._handle_message(session, envelope, raw)
         finally:
             self.transactions_in_flight -= 1
-            if not self.transactions_in_flight:
-                self._idle.set()
         self._metrics.messages.labels(reply[:3]).inc()
         return reply
 
     async def _handle_message(self, session: GatewaySession, envelope: Envelope, raw: bytes) -> str:
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
             return "530 5.7.0 Authentication required"
+        if has_bare_line_ending(raw):
+            # SMTP smuggling (CVE-2023-51766 class): a lone LF or CR could end DATA for another parser.
+            return BARE_LINE_ENDING
         try:
             parsed = await self._parse(raw)
         except MessageRejected as rejected:

@@ -7,8 +7,9 @@ import ssl
 from dataclasses import dataclass
 
 from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.policy.admission import Admission
 from smtp_edge.smtp.handler import GatewayHandler
-from smtp_edge.smtp.protocol import GatewaySMTP
+from smtp_edge.smtp.protocol import GatewaySMTP, LiveSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,16 +20,24 @@ class ListenerConfig:
     hostname: str
     size_limit: int
     command_timeout: float
+    proxy_protocol_timeout: float | None
 
 
 class SmtpListeners:
     def __init__(
-        self, config: ListenerConfig, handler: GatewayHandler, tls: ssl.SSLContext, metrics: EdgeMetrics
+        self,
+        config: ListenerConfig,
+        handler: GatewayHandler,
+        tls: ssl.SSLContext,
+        metrics: EdgeMetrics,
+        admission: Admission,
     ) -> None:
         self._config = config
         self._handler = handler
         self._tls = tls
         self._metrics = metrics
+        self._admission = admission
+        self.live = LiveSessions()
         self._servers: list[asyncio.Server] = []
 
     def _protocol(self, listener: str) -> GatewaySMTP:
@@ -37,6 +46,9 @@ class SmtpListeners:
             self._handler,
             listener=listener,
             metrics=self._metrics,
+            admission=self._admission,
+            live=self.live,
+            proxy_protocol_timeout=self._config.proxy_protocol_timeout,
             hostname=self._config.hostname,
             ident="ESMTP Cakemail SMTP Gateway",
             data_size_limit=self._config.size_limit,

@@ -1,7 +1,10 @@
-"""aiosmtpd's SMTP protocol with the gateway's session, enhanced status codes and per-connection logging."""
+"""aiosmtpd's SMTP protocol with the gateway's session, admission policies, enhanced status codes,
+per-connection logging and a graceful goodbye on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any, AnyStr
 
 import structlog
@@ -9,33 +12,120 @@ from aiosmtpd.smtp import SMTP
 
 from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.policy.admission import Admission
 from smtp_edge.smtp.enhanced_codes import with_enhanced_code
 from smtp_edge.smtp.session import GatewaySession
 
 log = structlog.get_logger(__name__)
 
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+
+
+class LiveSessions:
+    """The open connections of one edge, so a shutdown can drain them: idle ones are told goodbye at once,
+    busy ones as soon as their transaction's reply has been sent."""
+
+    def __init__(self) -> None:
+        self._sessions: set[GatewaySMTP] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.draining = False
+
+    def add(self, session: GatewaySMTP) -> None:
+        self._sessions.add(session)
+        self._empty.clear()
+
+    def discard(self, session: GatewaySMTP) -> None:
+        self._sessions.discard(session)
+        if not self._sessions:
+            self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def drain(self, grace_seconds: float) -> int:
+        """Returns how many sessions were still busy when the grace period ran out (then closed anyway)."""
+        self.draining = True
+        for session in [s for s in self._sessions if not s.in_transaction]:
+            await session.say_goodbye(SHUTTING_DOWN)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._empty.wait(), grace_seconds)
+        remaining = list(self._sessions)
+        for session in remaining:
+            await session.say_goodbye(SHUTTING_DOWN)
+        return len(remaining)
+
 
 class GatewaySMTP(SMTP):
-    def __init__(self, handler: Any, *, listener: str, metrics: EdgeMetrics, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        listener: str,
+        metrics: EdgeMetrics,
+        admission: Admission,
+        live: LiveSessions,
+        **kwargs: Any,
+    ) -> None:
         self._listener = listener
         self._metrics = metrics
+        self._admission = admission
+        self._live = live
         self._connection_id = new_correlation_id()
-        self._verbatim = True  # the greeting, and EHLO/HELO replies, carry no enhanced codes (RFC 2034)
+        self._greeted = False
+        self._admitted_ip: str | None = None
+        self._verbatim = False  # EHLO/HELO replies carry no enhanced codes (RFC 2034)
+        self.in_transaction = False
         super().__init__(handler, **kwargs)
 
     def _create_session(self) -> GatewaySession:
         return GatewaySession(self.loop, self._connection_id, self._listener)
 
+    @property
+    def client_ip(self) -> str:
+        """The real client: from the PROXY header when a load balancer sent one, else the socket peer."""
+        session = self.session
+        if session is not None and session.proxy_data is not None and session.proxy_data.src_addr:
+            return str(session.proxy_data.src_addr)
+        peer: Any = session.peer if session is not None else None  # (host, port) despite aiosmtpd's hint
+        return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
     async def _handle_client(self) -> None:
         structlog.contextvars.bind_contextvars(session_id=self._connection_id, listener=self._listener)
         self._metrics.sessions.labels(self._listener).inc()
         self._metrics.active_sessions.inc()
-        log.info("session opened", peer=str(self.session.peer if self.session else None))
+        self._live.add(self)
         try:
             await super()._handle_client()
         finally:
+            self._live.discard(self)
             self._metrics.active_sessions.dec()
+            if self._admitted_ip is not None:
+                self._admission.release(self._admitted_ip)
+                self._admitted_ip = None
             log.info("session closed")
+
+    async def _greet_or_refuse(self, greeting: str) -> None:
+        """The one hook point before the greeting: PROXY data is known, nothing else has been said."""
+        self._greeted = True
+        ip = self.client_ip
+        structlog.contextvars.bind_contextvars(client_ip=ip)
+        refusal = self._admission.admit(ip)
+        if refusal is not None:
+            log.info("connection refused", reply=refusal)
+            await self.say_goodbye(refusal)
+            return
+        self._admitted_ip = ip
+        log.info("session opened")
+        await super().push(greeting)
+
+    async def say_goodbye(self, reply: str) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        with contextlib.suppress(ConnectionError):
+            await super().push(reply)
+        if self.transport is not None:
+            self.transport.close()
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._verbatim = True
@@ -51,11 +141,20 @@ class GatewaySMTP(SMTP):
         finally:
             self._verbatim = False
 
+    async def smtp_DATA(self, arg: str) -> None:
+        self.in_transaction = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.in_transaction = False
+        if self._live.draining:
+            await self.say_goodbye(SHUTTING_DOWN)
+
     async def push(self, status: AnyStr) -> None:
-        if self._verbatim and isinstance(status, str) and status.startswith("220 "):
-            self._verbatim = False  # the greeting: sent as is, every later reply gets a code
-            await super().push(status)
-            return
-        if not self._verbatim and isinstance(status, str):
-            status = with_enhanced_code(status, size_limit=self.data_size_limit or 0)
+        if isinstance(status, str):
+            if not self._greeted and status.startswith("220 "):
+                await self._greet_or_refuse(status)
+                return
+            if not self._verbatim:
+                status = with_enhanced_code(status, size_limit=self.data_size_limit or 0)
         await super().push(status)
