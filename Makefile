@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -62,7 +62,21 @@ buf-breaking: $(BUF)
 		echo "buf breaking against $$base"; $(BUF) breaking --against ".git#ref=$$base"; \
 	else echo "buf breaking: no earlier commit with buf.yaml to compare with"; fi
 
-pytest: $(VENV)/.installed
+# The real third-party clients of the end-to-end matrix: Debian's swaks, php-cli + PHPMailer, and Nodemailer.
+CLIENT_DEBS := swaks php-cli libphp-phpmailer
+clients: tests/clients/node/node_modules/.installed
+	@if ! command -v swaks >/dev/null || ! command -v php >/dev/null \
+		|| [ ! -f /usr/share/php/libphp-phpmailer/autoload.php ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLIENT_DEBS); \
+		else echo "the client matrix needs Debian packages: sudo apt-get install $(CLIENT_DEBS)" >&2; exit 1; fi; \
+	fi
+
+tests/clients/node/node_modules/.installed: tests/clients/node/package.json tests/clients/node/package-lock.json
+	cd tests/clients/node && npm ci --silent --no-audit --no-fund
+	touch $@
+
+pytest: $(VENV)/.installed clients
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 
@@ -70,4 +84,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) gen node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) gen node_modules tests/clients/node/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,7 @@ class SandboxView:
 
     def _request(self, method: str, path: str) -> Any:
         request = urllib.request.Request(self.base_url + path, method=method)
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
 

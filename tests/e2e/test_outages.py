@@ -62,9 +62,7 @@ def test_stopped_sandbox_gets_451_and_the_resend_is_delivered_once(
     assert record["payload"]["text_body"] == "keep me\n"
 
 
-def test_stopped_forwarder_gets_454_at_auth_and_451_at_data(
-    own_stack: Stack, client_tls: ssl.SSLContext
-) -> None:
+def test_stopped_forwarder_gets_454_at_auth_and_451_at_data(own_stack: Stack, client_tls: ssl.SSLContext) -> None:
     client = _login(own_stack, client_tls)
     own_stack.forwarder.stop()
     with pytest.raises(smtplib.SMTPDataError) as refused:

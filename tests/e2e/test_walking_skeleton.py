@@ -48,7 +48,7 @@ def test_message_reaches_the_api_with_to_cc_and_bcc(
             from_addr="bounce@example.com",
             to_addrs=["bob@example.net", "carol@example.org", "dave@example.com"],
         )
-        code, reply = client.noop()
+        code, _reply = client.noop()
     finally:
         client.quit()
     assert refused == {}

@@ -15,7 +15,9 @@ async def _stream(frames: Iterable[pb.SubmitMessageRequest]) -> AsyncIterator[pb
         yield frame
 
 
-def start(rcpts: tuple[str, ...] = ("r@x.test",), attachments: tuple[int, ...] = (), text: str = "hi") -> pb.SubmitMessageRequest:
+def start(
+    rcpts: tuple[str, ...] = ("r@x.test",), attachments: tuple[int, ...] = (), text: str = "hi"
+) -> pb.SubmitMessageRequest:
     message = pb.MessageStart(
         credentials=pb.Credentials(username="u", password="p"),
         envelope=pb.Envelope(mail_from="s@x.test", rcpt_tos=list(rcpts)),
@@ -53,12 +55,16 @@ async def test_reassembles_bodies_and_attachments_in_order() -> None:
         pytest.param([], "empty stream", id="empty"),
         pytest.param([chunk(pb.CONTENT_TARGET_TEXT_BODY, b"x")], "first frame", id="chunk-first"),
         pytest.param([start(), start()], "only ContentChunk", id="two-starts"),
-        pytest.param([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x", 1)], "not declared", id="bad-index"),
+        pytest.param(
+            [start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x", 1)], "not declared", id="bad-index"
+        ),
         pytest.param([start(attachments=(2,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x")], "declared 2", id="short"),
         pytest.param([start(), chunk(pb.CONTENT_TARGET_UNSPECIFIED, b"x")], "unspecified", id="no-target"),
         pytest.param([start(), chunk(pb.CONTENT_TARGET_TEXT_BODY, b"\xff")], "UTF-8", id="bad-utf8"),
         pytest.param([start(rcpts=())], "rcpt_tos", id="no-recipients"),
-        pytest.param([start(), chunk(pb.CONTENT_TARGET_TEXT_BODY, b"x" * (1024 * 1024 + 1))], "at most", id="big-chunk"),
+        pytest.param(
+            [start(), chunk(pb.CONTENT_TARGET_TEXT_BODY, b"x" * (1024 * 1024 + 1))], "at most", id="big-chunk"
+        ),
     ],
 )
 async def test_malformed_streams_are_refused_with_a_reason(frames: list[pb.SubmitMessageRequest], reason: str) -> None:
@@ -68,7 +74,9 @@ async def test_malformed_streams_are_refused_with_a_reason(frames: list[pb.Submi
 
 async def test_size_limit_counts_streamed_content() -> None:
     with pytest.raises(MessageTooLarge):
-        await assemble(_stream([start(attachments=(20,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x" * 20)]), size_limit=10)
+        await assemble(
+            _stream([start(attachments=(20,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"x" * 20)]), size_limit=10
+        )
 
 
 async def _key(frames: list[pb.SubmitMessageRequest]) -> str:
@@ -86,4 +94,6 @@ async def test_idempotency_key_ignores_recipient_order_and_password() -> None:
 async def test_idempotency_key_changes_with_content_or_recipients() -> None:
     base = await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")])
     assert base != await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"b")])
-    assert base != await _key([start(rcpts=("other@x.test",), attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")])
+    assert base != await _key(
+        [start(rcpts=("other@x.test",), attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")]
+    )

@@ -27,7 +27,9 @@ def addr(email: str, name: str = "") -> pb.Address:
             (["a@x.test"], ["b@x.test"], ["c@x.test"]),
             id="to-cc-bcc",
         ),
-        pytest.param(["hidden@x.test"], [addr("list@x.test")], [], ([], [], ["hidden@x.test"]), id="header-not-in-envelope"),
+        pytest.param(
+            ["hidden@x.test"], [addr("list@x.test")], [], ([], [], ["hidden@x.test"]), id="header-not-in-envelope"
+        ),
         pytest.param(["A@X.test"], [addr("a@x.TEST", "A")], [], (["a@x.TEST"], [], []), id="case-insensitive"),
         pytest.param(
             ["a@x.test", "a@x.test"], [addr("a@x.test")], [addr("a@x.test")], (["a@x.test"], [], []), id="each-once"
@@ -43,7 +45,7 @@ def test_split_recipients(
 
 
 def test_split_keeps_display_names() -> None:
-    to, cc, bcc = split_recipients(["a@x.test"], [addr("a@x.test", "Ann")], [])
+    to, _cc, _bcc = split_recipients(["a@x.test"], [addr("a@x.test", "Ann")], [])
     assert to == (Mailbox("a@x.test", "Ann"),)
 
 
