@@ -47,6 +47,9 @@ class ForwarderApp:
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_receive_message_bytes),
                 ("grpc.so_reuseport", 0),
+                # Edges hold one long-lived HTTP/2 connection; ageing it out spreads load onto new pods.
+                ("grpc.max_connection_age_ms", 300_000),
+                ("grpc.max_connection_age_grace_ms", 60_000),
             ]
         )
         pb_grpc.add_ForwarderServiceServicer_to_server(
@@ -63,7 +66,9 @@ class ForwarderApp:
         self._stopping = False
 
     async def is_ready(self) -> bool:
-        return not self._stopping and await self.client.is_healthy()
+        # Not tied to the API's health: during an API outage this pod must stay in the Service so callers
+        # get a fast, truthful UNAVAILABLE (and SMTP clients a 451) instead of no route at all.
+        return not self._stopping
 
     async def start(self) -> None:
         await self.grpc_server.start()

@@ -74,7 +74,9 @@ class EdgeApp:
         self._stopping = False
 
     async def is_ready(self) -> bool:
-        return not self._stopping and await self.forwarder.is_serving()
+        # Ready while accepting: when the forwarder or the API is down, clients must still reach us and hear
+        # a 4xx they will retry on, rather than find no listener behind the load balancer.
+        return not self._stopping
 
     async def start(self) -> None:
         await self.listeners.start()

@@ -76,13 +76,6 @@ class CakemailClient:
         except ValueError as exc:
             raise ApiUnavailable(f"unreadable email response: {exc}") from exc
 
-    async def is_healthy(self, timeout: float = 2.0) -> bool:
-        try:
-            response = await self._http.get(wire.HEALTH_PATH, timeout=timeout)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
-
     async def _post(self, path: str, *, json: Any, headers: dict[str, str], timeout: float | None) -> httpx.Response:
         kwargs: dict[str, Any] = {"json": json, "headers": headers}
         if timeout is not None:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
@@ -38,7 +37,6 @@ class ForwarderClient:
             ],
         )
         self._stub = pb_grpc.ForwarderServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
         self._submit_timeout = submit_timeout
         self._auth_timeout = auth_timeout
 
@@ -69,10 +67,3 @@ class ForwarderClient:
             accepted=accepted,
             outcome=pb.SubmitResult.Name(response.result).removeprefix("SUBMIT_RESULT_").lower(),
         )
-
-    async def is_serving(self, timeout: float = 1.0) -> bool:
-        try:
-            answer = await self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
-        except grpc.aio.AioRpcError:
-            return False
-        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
