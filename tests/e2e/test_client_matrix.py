@@ -131,6 +131,7 @@ def send_aiosmtplib(job: Job, _: Path) -> str:
             timeout=30,
         )
         async with client:
+            await client.ehlo()  # after STARTTLS the client must say EHLO again (RFC 3207 4.2)
             if job.mechanism == "PLAIN":
                 await client.auth_plain(job.username, job.password)
             else:

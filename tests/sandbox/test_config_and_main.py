@@ -1,0 +1,133 @@
+"""Configuration from the environment, and `python -m cakemail_sandbox` as the devstack runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cakemail_sandbox.config import DEMO_ACCOUNT, MIB, SandboxSettings
+from cakemail_sandbox.server import SandboxServer
+from tests.sandbox.conftest import (
+    DEMO_CREDENTIALS,
+    StartSandbox,
+    email_headers,
+    login,
+    make_settings,
+    recorded,
+    valid_email,
+)
+
+ACCOUNTS = [
+    {"username": "ann@shop.example", "password": "s3cret-ann", "account_id": "acct-1", "email": "ann@shop.example"},
+    {"username": "bob", "password": "s3cret-bob", "account_id": "acct-2", "email": "bob@shop.example"},
+]
+
+
+def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("SANDBOX_") or name == "LOG_LEVEL":
+            monkeypatch.delenv(name)
+
+    settings = SandboxSettings()
+
+    assert (settings.host, settings.port, settings.log_level) == ("127.0.0.1", 8090, "INFO")
+    assert settings.accounts == [DEMO_ACCOUNT]
+    assert (DEMO_ACCOUNT.username, DEMO_ACCOUNT.password) == ("demo@example.com", "demo-password")
+    assert (DEMO_ACCOUNT.account_id, DEMO_ACCOUNT.email) == ("acct-demo", "demo@example.com")
+    assert settings.token_expires_in == 900
+    assert settings.idempotency_ttl_seconds == 24 * 3600
+    assert (settings.max_request_bytes, settings.max_attachment_bytes) == (35 * MIB, 10 * MIB)
+    assert settings.faults == {}
+    assert "demo-password" not in repr(settings), "passwords stay out of reprs (and so out of logs)"
+
+
+async def test_accounts_from_the_environment_replace_the_demo_account(
+    start_sandbox: StartSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_ACCOUNTS", json.dumps(ACCOUNTS))
+    monkeypatch.setenv("SANDBOX_PORT", "0")
+    server = await start_sandbox(SandboxSettings())
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as http:
+        demo = await http.post("/v1/auth/validate", json=DEMO_CREDENTIALS)
+        bob = (await http.post("/v1/auth/validate", json={"username": "bob", "password": "s3cret-bob"})).json()
+        sent = await http.post("/v1/emails", json=valid_email(), headers=email_headers(bob["api_key"]))
+        [record] = await recorded(http)
+
+    assert demo.status_code == 401
+    assert (bob["account_id"], bob["email"]) == ("acct-2", "bob@shop.example")
+    assert sent.status_code == 200
+    assert record["account_id"] == "acct-2"
+
+
+async def test_a_busy_port_fails_start_with_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = SandboxServer(make_settings(port=busy.getsockname()[1]))
+
+        with pytest.raises(RuntimeError, match="could not start"):
+            await server.start()
+        await server.stop()  # harmless after a failed start
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _healthy(http: httpx.AsyncClient) -> bool:
+    try:
+        return (await http.get("/v1/health")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def test_module_runs_from_env_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SANDBOX_HOST": "127.0.0.1",
+        "SANDBOX_PORT": str(port),
+        "SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log_path = tmp_path / "sandbox.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cakemail_sandbox", env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            async with asyncio.timeout(15):
+                while not await _healthy(http):
+                    assert process.returncode is None, log_path.read_text()
+                    await asyncio.sleep(0.05)
+            api_key = await login(http, {"username": "ann@shop.example", "password": "s3cret-ann"})
+            sent = await http.post("/v1/emails", json=valid_email(), headers=email_headers(api_key, "k-main"))
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert sent.status_code == 200
+    assert code == 0, log_path.read_text()
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    events = {line.get("message") for line in lines}
+    assert {"auth.accepted", "email.recorded"} <= events
+    assert all(line.get("service") == "cakemail-sandbox" for line in lines)
+    text = log_path.read_text()
+    for secret in ("s3cret-ann", "s3cret-bob", api_key, "Hi Bob", "aGVsbG8="):
+        assert secret not in text, "no passwords, api keys or message content in the logs"
