@@ -27,33 +27,41 @@ class LiveSessions:
 
     def __init__(self) -> None:
         self._sessions: set[GatewaySMTP] = set()
-        self._empty = asyncio.Event()
-        self._empty.set()
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self.draining = False
 
     def add(self, session: GatewaySMTP) -> None:
         self._sessions.add(session)
-        self._empty.clear()
 
     def discard(self, session: GatewaySMTP) -> None:
         self._sessions.discard(session)
-        if not self._sessions:
-            self._empty.set()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def transaction_started(self) -> None:
+        self._busy += 1
+        self._quiet.clear()
+
+    def transaction_ended(self) -> None:
+        self._busy -= 1
+        if not self._busy:
+            self._quiet.set()
+
     async def drain(self, grace_seconds: float) -> int:
-        """Returns how many sessions were still busy when the grace period ran out (then closed anyway)."""
+        """Waits for transactions in flight (up to the grace period), then closes every session.
+        Returns how many transactions were still running when the grace period ran out."""
         self.draining = True
         for session in [s for s in self._sessions if not s.in_transaction]:
             await session.say_goodbye(SHUTTING_DOWN)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._empty.wait(), grace_seconds)
-        remaining = list(self._sessions)
-        for session in remaining:
+            await asyncio.wait_for(self._quiet.wait(), grace_seconds)
+        cut_off = self._busy
+        for session in list(self._sessions):
             await session.say_goodbye(SHUTTING_DOWN)
-        return len(remaining)
+        return cut_off
 
 
 class GatewaySMTP(SMTP):
@@ -74,16 +82,25 @@ class GatewaySMTP(SMTP):
         self._connection_id = new_correlation_id()
         self._greeted = False
         self._admitted_ip: str | None = None
+        self._client_ip: str | None = None
         self._verbatim = False  # EHLO/HELO replies carry no enhanced codes (RFC 2034)
         self.in_transaction = False
         super().__init__(handler, **kwargs)
 
     def _create_session(self) -> GatewaySession:
-        return GatewaySession(self.loop, self._connection_id, self._listener)
+        session = GatewaySession(self.loop, self._connection_id, self._listener)
+        previous = getattr(self, "session", None)
+        if previous is not None:
+            # aiosmtpd starts a new Session after STARTTLS; what the PROXY header said still holds.
+            session.proxy_data = previous.proxy_data
+        return session
 
     @property
     def client_ip(self) -> str:
-        """The real client: from the PROXY header when a load balancer sent one, else the socket peer."""
+        """The real client, fixed before the greeting (PROXY header, else the socket peer)."""
+        return self._client_ip or self._peer_ip()
+
+    def _peer_ip(self) -> str:
         session = self.session
         if session is not None and session.proxy_data is not None and session.proxy_data.src_addr:
             return str(session.proxy_data.src_addr)
@@ -108,7 +125,7 @@ class GatewaySMTP(SMTP):
     async def _greet_or_refuse(self, greeting: str) -> None:
         """The one hook point before the greeting: PROXY data is known, nothing else has been said."""
         self._greeted = True
-        ip = self.client_ip
+        ip = self._client_ip = self._peer_ip()
         structlog.contextvars.bind_contextvars(client_ip=ip)
         refusal = self._admission.admit(ip)
         if refusal is not None:
@@ -143,10 +160,12 @@ class GatewaySMTP(SMTP):
 
     async def smtp_DATA(self, arg: str) -> None:
         self.in_transaction = True
+        self._live.transaction_started()
         try:
             await super().smtp_DATA(arg)
         finally:
             self.in_transaction = False
+            self._live.transaction_ended()
         if self._live.draining:
             await self.say_goodbye(SHUTTING_DOWN)
 

@@ -1,0 +1,275 @@
+"""Limits, admission policies behind PROXY protocol, certificate reload and graceful shutdown, on real stacks."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from devstack.certs import DevCertificate, ensure_dev_certificate
+from devstack.stack import Stack, StackPorts
+from tests.conftest import SandboxView
+from tests.smtp_wire import Reply, WireClient
+
+pytestmark = pytest.mark.e2e
+
+LIMITS = {
+    "PROXY_PROTOCOL": "true",
+    "MESSAGE_SIZE_LIMIT": "20000",
+    "MAX_ATTACHMENT_BYTES": "5000",
+    "MAX_RECIPIENTS": "3",
+    "MAX_CONNECTIONS_PER_IP": "2",
+    "AUTH_FAILURE_LIMIT": "3",
+    "AUTH_FAILURE_WINDOW_SECONDS": "60",
+    "AUTH_FAILURE_COOLDOWN_SECONDS": "2",
+    "AUTH_THROTTLE_ALLOWLIST": "198.51.100.0/24",
+}
+
+
+def proxy_v1(src: str, port: int) -> bytes:
+    return f"PROXY TCP4 {src} 127.0.0.1 40000 {port}\r\n".encode()
+
+
+def proxy_v2(src: str, port: int) -> bytes:
+    """PROXY protocol v2, PROXY command over TCP/IPv4 (haproxy's spec, section 2.2)."""
+    addresses = ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address("127.0.0.1").packed
+    body = addresses + struct.pack("!HH", 40000, port)
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def limits_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(
+        StackPorts.ephemeral(),
+        dev_certificate,
+        log_dir=tmp_path_factory.mktemp("limits-logs"),
+        extra_env={"edge": LIMITS},
+    )
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def limits_sandbox(limits_stack: Stack) -> SandboxView:
+    view = SandboxView(limits_stack.sandbox_url)
+    view.clear()
+    return view
+
+
+def connect(stack: Stack, tls: ssl.SSLContext, src: str, *, v2: bool = False) -> tuple[WireClient, Reply]:
+    port = stack.ports.smtp_starttls
+    client = WireClient.connect(port, preamble=(proxy_v2 if v2 else proxy_v1)(src, port))
+    return client, client.reply()
+
+
+def login(stack: Stack, tls: ssl.SSLContext, src: str, password: str = "demo-password") -> tuple[WireClient, Reply]:
+    client, greeting = connect(stack, tls, src)
+    assert greeting.code == 220, greeting
+    client.cmd("EHLO client.test")
+    client.starttls(tls)
+    client.cmd("EHLO client.test")
+    return client, client.login_plain("demo@example.com", password)
+
+
+def test_size_limits(limits_stack: Stack, limits_sandbox: SandboxView, client_tls: ssl.SSLContext) -> None:
+    client, reply = login(limits_stack, client_tls, "203.0.113.10")
+    with client:
+        assert reply.code == 235
+        ehlo = client.cmd("EHLO client.test")
+        assert "SIZE 20000" in ehlo.lines
+        assert client.cmd("MAIL FROM:<a@example.com> SIZE=20001").last.startswith("5.3.4")
+        client.cmd("MAIL FROM:<a@example.com>")
+        client.cmd("RCPT TO:<b@example.net>")
+        assert client.cmd("DATA").code == 354
+        client.send(b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 25 + b".\r\n")
+        too_big = client.reply()
+        assert (too_big.code, too_big.last) == (552, "5.3.4 Message too big (limit 20000 bytes)")
+
+        message = EmailMessage()
+        message["Subject"] = "attachment over its limit"
+        message.set_content("hi")
+        message.add_attachment(b"z" * 8000, maintype="application", subtype="octet-stream", filename="big.bin")
+        client.cmd("MAIL FROM:<a@example.com>")
+        client.cmd("RCPT TO:<b@example.net>")
+        assert client.cmd("DATA").code == 354
+        client.send(message.as_bytes().replace(b"\n", b"\r\n") + b".\r\n")
+        refused = client.reply()
+        assert refused.code == 552 and refused.enhanced() == "5.3.4" and "big.bin" in refused.last
+    assert limits_sandbox.emails() == []
+
+
+def test_recipient_limit(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    client, _ = login(limits_stack, client_tls, "203.0.113.11")
+    with client:
+        client.cmd("MAIL FROM:<a@example.com>")
+        for n in range(3):
+            assert client.cmd(f"RCPT TO:<r{n}@example.net>").code == 250
+        over = client.cmd("RCPT TO:<r3@example.net>")
+        assert (over.code, over.enhanced()) == (452, "4.5.3")
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["proxy-v1", "proxy-v2"])
+def test_per_ip_cap_counts_the_proxied_client_ip(limits_stack: Stack, client_tls: ssl.SSLContext, v2: bool) -> None:
+    src = "203.0.113.20" if v2 else "203.0.113.21"
+    first, a = connect(limits_stack, client_tls, src, v2=v2)
+    second, b = connect(limits_stack, client_tls, src, v2=v2)
+    assert (a.code, b.code) == (220, 220)
+    third, refused = connect(limits_stack, client_tls, src, v2=v2)
+    assert (refused.code, refused.enhanced()) == (421, "4.7.0")
+    assert third.closed_by_server()
+    other, admitted = connect(limits_stack, client_tls, "203.0.113.99", v2=v2)
+    assert admitted.code == 220  # another client behind the same balancer is not affected
+    for client in (first, second, third, other):
+        client.close()
+
+    def slot_free() -> bool:
+        client, reply = connect(limits_stack, client_tls, src, v2=v2)
+        client.close()
+        return reply.code == 220
+
+    wait_until(slot_free, what="the closed connections to release their slots")
+
+
+def test_a_connection_without_proxy_header_is_dropped(limits_stack: Stack) -> None:
+    with WireClient.connect(limits_stack.ports.smtp_starttls, preamble=b"EHLO not-a-proxy-header\r\n") as client:
+        assert client.closed_by_server()
+
+
+def test_auth_failures_put_the_ip_in_cooldown(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    src = "203.0.113.30"
+    client, reply = login(limits_stack, client_tls, src, password="wrong")
+    with client:
+        assert reply.code == 535
+        assert client.login_plain("demo@example.com", "wrong").code == 535
+        assert client.login_plain("demo@example.com", "wrong").code == 535  # the third: limit reached
+        goodbye = client.reply()
+        assert (goodbye.code, goodbye.enhanced()) == (421, "4.7.0")
+        assert client.closed_by_server()
+    blocked, greeting = connect(limits_stack, client_tls, src)
+    blocked.close()
+    assert (greeting.code, greeting.enhanced()) == (421, "4.7.0")
+    # Even the right password waits for the cool-down; afterwards it works again.
+
+    def admitted() -> bool:
+        probe, reply = connect(limits_stack, client_tls, src)
+        probe.close()
+        return reply.code == 220
+
+    wait_until(admitted, timeout=15, what="the cool-down to end")
+    client, reply = login(limits_stack, client_tls, src)
+    client.close()
+    assert reply.code == 235
+
+
+def test_allowlisted_ips_are_never_throttled(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    client, reply = login(limits_stack, client_tls, "198.51.100.7", password="wrong")
+    with client:
+        assert reply.code == 535
+        for _ in range(5):
+            assert client.login_plain("demo@example.com", "wrong").code == 535
+        assert client.login_plain("demo@example.com", "demo-password").code == 235
+
+
+def _issue_other_certificate(directory: Path) -> DevCertificate:
+    return ensure_dev_certificate(directory)
+
+
+def test_certificate_is_reloaded_without_dropping_connections(
+    dev_certificate: DevCertificate, tmp_path: Path, client_tls: ssl.SSLContext
+) -> None:
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(dev_certificate.cert_file, live / "cert.pem")
+    shutil.copy(dev_certificate.key_file, live / "key.pem")
+    stack = Stack(
+        StackPorts.ephemeral(),
+        DevCertificate(dev_certificate.ca_file, live / "cert.pem", live / "key.pem"),
+        log_dir=tmp_path,
+        extra_env={"edge": {"TLS_RELOAD_INTERVAL_SECONDS": "0.2"}},
+    )
+    stack.start()
+    try:
+        old = WireClient.connect(stack.ports.smtp_implicit_tls, tls=client_tls)
+        assert old.reply().code == 220
+        renewed = _issue_other_certificate(tmp_path / "renewed")
+        renewed_tls = ssl.create_default_context(cafile=str(renewed.ca_file))
+        shutil.copy(renewed.key_file, live / "key.pem.new")
+        shutil.copy(renewed.cert_file, live / "cert.pem.new")
+        (live / "key.pem.new").replace(live / "key.pem")
+        (live / "cert.pem.new").replace(live / "cert.pem")
+
+        def presents_renewed() -> bool:
+            try:
+                with WireClient.connect(stack.ports.smtp_implicit_tls, tls=renewed_tls) as fresh:
+                    return fresh.reply().code == 220
+            except ssl.SSLError:
+                return False
+
+        wait_until(presents_renewed, what="the renewed certificate to be served")
+        assert old.cmd("EHLO still-here.test").code == 250  # the open connection kept its TLS session
+        old.close()
+    finally:
+        stack.stop()
+
+
+def test_sigterm_drains_sessions_and_cuts_no_accepted_data(
+    dev_certificate: DevCertificate, tmp_path: Path, client_tls: ssl.SSLContext
+) -> None:
+    stack = Stack(StackPorts.ephemeral(), dev_certificate, log_dir=tmp_path)
+    stack.start()
+    try:
+        sandbox = SandboxView(stack.sandbox_url)
+        port = stack.ports.smtp_starttls
+        idle = WireClient.connect(port)
+        idle.reply()
+        busy = WireClient.connect(port)
+        busy.reply()
+        for client in (idle, busy):
+            client.cmd("EHLO client.test")
+            client.starttls(client_tls)
+            client.cmd("EHLO client.test")
+            assert client.login_plain("demo@example.com", "demo-password").code == 235
+        busy.cmd("MAIL FROM:<ann@example.com>")
+        busy.cmd("RCPT TO:<bob@example.net>")
+        assert busy.cmd("DATA").code == 354
+        busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
+
+        assert stack.edge.process is not None
+        stack.edge.process.send_signal(signal.SIGTERM)
+        goodbye = idle.reply()
+        assert (goodbye.code, goodbye.enhanced()) == (421, "4.3.2")
+        assert idle.closed_by_server()
+        idle.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+        busy.send(b"second half\r\n.\r\n")
+        accepted = busy.reply()
+        assert accepted.code == 250, accepted
+        after = busy.reply()
+        assert (after.code, after.enhanced()) == (421, "4.3.2")
+        busy.close()
+        assert stack.edge.process.wait(30) == 0
+        [record] = sandbox.emails()
+        assert record["payload"]["text_body"] == "first half\nsecond half\n"
+    finally:
+        stack.stop()
