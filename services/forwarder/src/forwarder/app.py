@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 
 import grpc
@@ -16,8 +17,10 @@ from forwarder.api.client import CakemailClient
 from forwarder.config import ForwarderSettings
 from forwarder.grpc_api.servicer import ForwarderServicer
 from forwarder.metrics import ForwarderMetrics
+from forwarder.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from forwarder.resilience.bulkhead import Bulkhead
-from forwarder.submission.service import SubmissionService
+from forwarder.resilience.retry import RetryPolicy
+from forwarder.submission.service import Resilience, SubmissionService
 from gateway_common.ops_http import OpsServer, create_ops_app
 
 log = structlog.get_logger(__name__)
@@ -37,7 +40,27 @@ class ForwarderApp:
         )
         self.service = SubmissionService(
             self.client,
-            Bulkhead(settings.max_inflight_api_calls, self.metrics),
+            Resilience(
+                bulkhead=Bulkhead(
+                    settings.max_inflight_api_calls, self.metrics, queue_wait_seconds=settings.saturation_wait_seconds
+                ),
+                breaker=CircuitBreaker(
+                    BreakerSettings(
+                        window_seconds=settings.breaker_window_seconds,
+                        min_requests=settings.breaker_min_requests,
+                        failure_ratio=settings.breaker_failure_ratio,
+                        open_seconds=settings.breaker_open_seconds,
+                        half_open_probes=settings.breaker_half_open_probes,
+                    ),
+                    on_change=self._circuit_changed,
+                ),
+                retry=RetryPolicy(
+                    max_attempts=settings.retry_max_attempts,
+                    base_delay=settings.retry_base_delay_seconds,
+                    max_delay=settings.retry_max_delay_seconds,
+                ),
+                rng=random.Random(),
+            ),
             self.metrics,
             token_ttl_cap_seconds=settings.token_cache_ttl_seconds,
             token_cache_max_entries=settings.token_cache_max_entries,
@@ -64,6 +87,10 @@ class ForwarderApp:
         self.grpc_port = self.grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
         self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
         self._stopping = False
+
+    def _circuit_changed(self, old: BreakerState, new: BreakerState) -> None:
+        self.metrics.circuit_state.set(int(new))
+        log.warning("api circuit breaker changed state", old=old.name.lower(), new=new.name.lower())
 
     async def is_ready(self) -> bool:
         # Not tied to the API's health: during an API outage this pod must stay in the Service so callers

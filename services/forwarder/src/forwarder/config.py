@@ -23,6 +23,19 @@ class ForwarderSettings(BaseSettings):
     token_cache_max_entries: int = Field(default=10_000, gt=0)
     max_inflight_api_calls: int = Field(default=200, gt=0)
 
+    # Retries of API calls that are safe to repeat (docs/errors.md), bounded by attempts and the caller's deadline.
+    retry_max_attempts: int = Field(default=3, ge=1)
+    retry_base_delay_seconds: float = Field(default=0.1, ge=0)
+    retry_max_delay_seconds: float = Field(default=2.0, ge=0)
+    # Circuit breaker on the API host: opens when failure_ratio of at least min_requests calls in the window failed.
+    breaker_window_seconds: float = Field(default=30.0, gt=0)
+    breaker_min_requests: int = Field(default=10, ge=1)
+    breaker_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    breaker_open_seconds: float = Field(default=15.0, gt=0)
+    breaker_half_open_probes: int = Field(default=2, ge=1)
+    # How long a call may wait for a free slot when every slot is taken, before RESOURCE_EXHAUSTED.
+    saturation_wait_seconds: float = Field(default=0.05, ge=0)
+
     # A message the forwarder will assemble at most (the edge enforces the SMTP-level limit first).
     message_size_limit: int = Field(default=26_214_400, gt=0)
     # The largest gRPC message accepted: frames are at most 1 MiB of content plus metadata.

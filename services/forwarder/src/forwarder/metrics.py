@@ -36,6 +36,12 @@ class ForwarderMetrics:
             buckets=(1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 2.5e7),
             registry=registry,
         )
+        self.api_retries = Counter(
+            "forwarder_api_retries_total", "API calls repeated after a retryable failure", ["route"], registry=registry
+        )
+        self.circuit_state = Gauge(
+            "forwarder_api_circuit_state", "API circuit breaker: 0 closed, 1 half-open, 2 open", registry=registry
+        )
         self.inflight_api_calls = Gauge(
             "forwarder_inflight_api_calls", "Cakemail API calls in flight", registry=registry
         )

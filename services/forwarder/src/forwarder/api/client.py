@@ -18,6 +18,10 @@ from gateway_common.correlation import HTTP_HEADER as REQUEST_ID_HEADER
 
 log = structlog.get_logger(__name__)
 
+# Not sent (connect, pool) or answer lost (read, protocol): safe to repeat, as every call here is idempotent.
+_RETRYABLE_TRANSPORT_ERRORS = (httpx.TransportError,)
+_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
 
 class CakemailClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
@@ -82,8 +86,8 @@ class CakemailClient:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 3.0))
         try:
             response = await self._http.post(path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ApiUnavailable(f"{path}: timed out ({type(exc).__name__})") from exc
+        except _RETRYABLE_TRANSPORT_ERRORS as exc:
+            raise ApiUnavailable(f"{path}: {type(exc).__name__}", retryable=True) from exc
         except httpx.HTTPError as exc:
             raise ApiUnavailable(f"{path}: {type(exc).__name__}") from exc
         self._raise_for_status(path, response)
@@ -105,8 +109,8 @@ class CakemailClient:
             raise ApiCredentialsRejected(f"{path}: HTTP 401")
         if status == 429:
             raise ApiRateLimited(wire.parse_retry_after(response.headers.get("Retry-After")))
-        if status >= 500 or status in (408,):
-            raise ApiUnavailable(f"{path}: HTTP {status}")
+        if status >= 500 or status == 408:
+            raise ApiUnavailable(f"{path}: HTTP {status}", retryable=status in _RETRYABLE_STATUSES)
         try:
             body = wire.parse_error(response.json())
         except ValueError:

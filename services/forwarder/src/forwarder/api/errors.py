@@ -10,7 +10,16 @@ class ApiError(Exception):
 
 
 class ApiUnavailable(ApiError):
-    """No usable answer: connect error, timeout, 5xx, or a response we cannot read. Temporary."""
+    """No usable answer: connect error, timeout, 5xx, or a response we cannot read. Temporary.
+
+    `retryable` says whether repeating the call is safe and useful: the request never left (connect errors),
+    or the API says so (502/503/504), or the response was lost on a call that is idempotent (every email
+    carries an Idempotency-Key; validating credentials changes nothing).
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ApiCredentialsRejected(ApiError):

@@ -9,6 +9,7 @@ import grpc
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable
+from forwarder.resilience.breaker import BreakerOpen
 from forwarder.resilience.bulkhead import Saturated
 from forwarder.submission.assembly import MalformedStream, MessageTooLarge
 from forwarder.submission.service import DeadlinePassed
@@ -66,6 +67,8 @@ def _status_failure(exc: Exception) -> Failure:
         return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
     if isinstance(exc, DeadlinePassed | TimeoutError):
         return Failure(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the Cakemail API answered")
+    if isinstance(exc, BreakerOpen):
+        return Failure(grpc.StatusCode.UNAVAILABLE, f"Cakemail API unavailable: {exc}")
     if isinstance(exc, ApiUnavailable):
         return Failure(grpc.StatusCode.UNAVAILABLE, f"Cakemail API unavailable: {exc}")
     if isinstance(exc, ApiRejected):
