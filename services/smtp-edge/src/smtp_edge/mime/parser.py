@@ -1,0 +1,364 @@
+"""parse_message: DATA bytes -> ParsedMessage. Pure, never raises on malformed input except MessageRejected.
+
+The MIME tree is walked with an explicit stack (no recursion), depth and part count are capped, and every leaf
+ends up as exactly one of: body text, attachment, or a dropped redundant alternative. docs/mapping.md has the rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import quopri
+import re
+import uuid
+from dataclasses import dataclass
+from email import policy
+from email.generator import BytesGenerator
+from email.message import Message
+from email.parser import BytesParser
+
+from smtp_edge.mime.headers import Defects, read_headers
+from smtp_edge.mime.model import AttachmentPart, MessageRejected, ParsedMessage
+from smtp_edge.mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
+from smtp_edge.mime.text import (
+    clean_body_text,
+    clean_header_text,
+    decode_bytes,
+    decode_encoded_words,
+    lenient_b64decode,
+    scrub,
+)
+
+MAX_DEPTH = 100
+MAX_PARTS = 10_000
+# Multiparts whose boundary is missing or wrong are re-parsed with the boundary their body uses, this often at most.
+MAX_BOUNDARY_RECOVERIES = 10
+
+_BODY_TYPES = frozenset({"text/plain", "text/html"})
+# Regenerates an attached message as it was received: source headers are written back unfolded-as-sent.
+_RAW_POLICY = policy.default.clone(linesep="\r\n", refold_source="none")
+_EXTENSIONS = {
+    "application/pdf": "pdf",
+    "application/zip": "zip",
+    "application/json": "json",
+    "application/pgp-signature": "asc",
+    "application/pkcs7-signature": "p7s",
+    "application/x-pkcs7-signature": "p7s",
+    "application/ics": "ics",
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/svg+xml": "svg",
+    "text/plain": "txt",
+    "text/html": "html",
+    "text/csv": "csv",
+    "text/vcard": "vcf",
+    "text/x-vcard": "vcf",
+    "message/delivery-status": "txt",
+}
+_GUESSED_BOUNDARY = re.compile(r"^--([^\s]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+_SMTP_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    part: Message
+    depth: int
+    # (id of a multipart/alternative ancestor, index of the child this node descends from), outermost first.
+    alternatives: tuple[tuple[int, int], ...]
+    parent: Message | None
+
+
+def parse_message(raw: bytes, *, message_id_domain: str, max_attachment_bytes: int | None = None) -> ParsedMessage:
+    """Parse one message as received in DATA (CRLF, dot-unstuffed). Raises MessageRejected, nothing else."""
+    defects = Defects()
+    root = _parse_bytes(raw, defects)
+    headers = read_headers(root, defects)
+    walk = _Walk(defects, max_attachment_bytes)
+    walk.run(root)
+    return ParsedMessage(
+        from_=headers.from_[0] if headers.from_ else None,
+        to=headers.to,
+        cc=headers.cc,
+        reply_to=headers.reply_to,
+        subject=headers.subject,
+        message_id=headers.message_id or f"<{uuid.uuid4().hex}@{message_id_domain}>",
+        text_body=walk.text_body(),
+        html_body="".join(walk.html),
+        extra_headers=headers.extra,
+        attachments=tuple(walk.attachments),
+        defects=defects.names(),
+    )
+
+
+def _parse_bytes(raw: bytes, defects: Defects) -> Message:
+    """The stdlib parse, on a structure-bounded copy when the message is too deep or has too many parts for it."""
+    parser = BytesParser(policy=policy.default)
+    if needs_bounding(raw, MAX_PARTS):
+        raw, applied = bound_structure(raw, max_depth=MAX_DEPTH, max_parts=MAX_PARTS)
+        defects.add_all(applied)
+    try:
+        return parser.parsebytes(raw)
+    except RecursionError:
+        pass
+    bounded, applied = bound_structure(raw, max_depth=MAX_DEPTH, max_parts=MAX_PARTS)
+    defects.add_all(applied)
+    try:
+        return parser.parsebytes(bounded)
+    except RecursionError:
+        raise MessageRejected("message structure is nested too deeply to be parsed") from None
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:  # a header object that fails to parse: RFC 2045 says treat the part as text/plain
+        return "text/plain"
+
+
+def _compat_view(part: Message) -> Message:
+    """The part's raw headers in a compat32 Message, whose lenient parameter parsing is the fallback."""
+    view = Message()
+    for name, value in part.raw_items():
+        view[name] = scrub(value)  # raw 8-bit bytes would become compat32's unknown-8bit "\ufffd"
+    return view
+
+
+def _header_defects(part: Message, name: str) -> bool:
+    try:
+        header = part.get(name)
+    except Exception:
+        return True
+    return bool(getattr(header, "defects", ()))
+
+
+def _filename(part: Message) -> str:
+    """Content-Disposition filename, else Content-Type name; RFC 2231 and (non-standard but common) RFC 2047."""
+    name: str | None = None
+    try:
+        name = part.get_filename()
+        trusted = not (_header_defects(part, "content-disposition") or _header_defects(part, "content-type"))
+    except Exception:
+        trusted = False
+    if not trusted:
+        with contextlib.suppress(Exception):  # keep whatever policy.default found
+            name = _compat_view(part).get_filename() or name
+    if not name:
+        return ""
+    return clean_header_text(decode_encoded_words(name) if "=?" in name else scrub(name))
+
+
+def _disposition(part: Message) -> str:
+    try:
+        return part.get_content_disposition() or ""
+    except Exception:
+        return (_compat_view(part).get_content_disposition() or "").lower()
+
+
+def _raw_header(part: Message, wanted: str) -> str:
+    for name, value in part.raw_items():
+        if name.strip().lower() == wanted:
+            return value
+    return ""
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return _compat_view(part).get_content_charset()
+
+
+class _Walk:
+    """Document-order walk collecting body fragments and attachments."""
+
+    def __init__(self, defects: Defects, max_attachment_bytes: int | None) -> None:
+        self.defects = defects
+        self.max_attachment_bytes = max_attachment_bytes
+        self.text: list[str] = []
+        self.html: list[str] = []
+        self.attachments: list[AttachmentPart] = []
+        # (body kind, id of a multipart/alternative) -> index of the child that provides that kind of body.
+        self.chosen: dict[tuple[str, int], int] = {}
+        self.recoveries = 0
+        # Keeps re-parsed multiparts alive: alternative ids are id()s and must not be reused while walking.
+        self.keep: list[Message] = []
+
+    def text_body(self) -> str:
+        out = ""
+        for fragment in self.text:
+            if out and not out.endswith("\n") and fragment:
+                out += "\n"
+            out += fragment
+        return out
+
+    def run(self, root: Message) -> None:
+        stack = [_Node(root, 0, (), None)]
+        visited = 0
+        while stack:
+            node = stack.pop()
+            visited += 1
+            if visited > MAX_PARTS:
+                self.defects.add("TooManyPartsDefect")
+                return
+            self.defects.add_all(node.part.defects)
+            ctype = _content_type(node.part)
+            if ctype == TOO_DEEP_TYPE:
+                self.defects.add("NestingTooDeepDefect")
+                continue
+            if ctype.startswith("multipart/"):
+                payload = node.part.get_payload()
+                if isinstance(payload, list):
+                    if node.depth >= MAX_DEPTH:
+                        self.defects.add("NestingTooDeepDefect")
+                        continue
+                    self._push_children(stack, node, ctype, [p for p in payload if isinstance(p, Message)])
+                    continue
+                recovered = self._recover_boundary(node.part)
+                if recovered is not None:
+                    stack.append(_Node(recovered, node.depth, node.alternatives, node.parent))
+                    continue
+                self._leaf(node, "text/plain")
+                continue
+            self._leaf(node, ctype)
+
+    def _push_children(self, stack: list[_Node], node: _Node, ctype: str, children: list[Message]) -> None:
+        alternative = ctype == "multipart/alternative"
+        for index in range(len(children) - 1, -1, -1):
+            path = (*node.alternatives, (id(node.part), index)) if alternative else node.alternatives
+            stack.append(_Node(children[index], node.depth + 1, path, node.part))
+
+    def _recover_boundary(self, part: Message) -> Message | None:
+        """A multipart whose boundary is missing or wrong: re-parse its body with the first "--x" line as boundary."""
+        if self.recoveries >= MAX_BOUNDARY_RECOVERIES:
+            return None
+        body = part.get_payload()
+        if not isinstance(body, str):
+            return None
+        guess = _GUESSED_BOUNDARY.search(body)
+        if guess is None:
+            return None
+        self.recoveries += 1
+        boundary = guess.group(1).removesuffix("--")
+        head = f'Content-Type: {_content_type(part)}; boundary="{boundary}"\r\n\r\n'.encode("ascii", "replace")
+        recovered = _parse_bytes(head + body.encode("ascii", "surrogateescape"), self.defects)
+        if not isinstance(recovered.get_payload(), list):
+            return None
+        self.defects.add("BoundaryRecoveredDefect")
+        self.keep.append(recovered)
+        return recovered
+
+    def _accept_body(self, kind: str, alternatives: tuple[tuple[int, int], ...]) -> bool:
+        """Within a multipart/alternative only the first child providing a kind of body provides it."""
+        if any(self.chosen.get((kind, alt), index) != index for alt, index in alternatives):
+            return False
+        for alt, index in alternatives:
+            self.chosen.setdefault((kind, alt), index)
+        return True
+
+    def _leaf(self, node: _Node, ctype: str) -> None:
+        part = node.part
+        disposition = _disposition(part)
+        filename = _filename(part)
+        if ctype in _BODY_TYPES and disposition != "attachment" and not filename:
+            if self._accept_body(ctype, node.alternatives):
+                (self.text if ctype == "text/plain" else self.html).append(self._body_text(part))
+            return
+        if self._redundant_alternative(node, ctype, disposition, filename):
+            self.defects.add("RedundantAlternativeDroppedDefect")
+            return
+        self._attachment(part, ctype, disposition, filename)
+
+    def _redundant_alternative(self, node: _Node, ctype: str, disposition: str, filename: str) -> bool:
+        """text/enriched, AMP, watch-html... next to a plain or HTML rendering: the API cannot send them as such."""
+        if node.parent is None or not ctype.startswith("text/") or ctype == "text/calendar":
+            return False
+        if disposition == "attachment" or filename or _content_type(node.parent) != "multipart/alternative":
+            return False
+        siblings = node.parent.get_payload()
+        return isinstance(siblings, list) and any(
+            isinstance(s, Message)
+            and s is not node.part
+            and (_content_type(s) in _BODY_TYPES or _content_type(s).startswith("multipart/"))
+            for s in siblings
+        )
+
+    def _body_text(self, part: Message) -> str:
+        text, defect = decode_bytes(self._payload_bytes(part), _charset(part))
+        if defect:
+            self.defects.add(defect)
+        if "\x00" in text:
+            self.defects.add("NulByteDefect")
+        return clean_body_text(text)
+
+    def _payload_bytes(self, part: Message) -> bytes:
+        """The content with its transfer encoding undone; base64 leniently (the stdlib returns it undecoded)."""
+        cte = _raw_header(part, "content-transfer-encoding").strip().lower()
+        payload = part.get_payload()
+        if not isinstance(payload, str):
+            return b""
+        if cte == "base64":
+            data, defect = lenient_b64decode(payload.encode("ascii", "surrogateescape"))
+            if defect:
+                self.defects.add(defect)
+            return data
+        try:
+            decoded = part.get_payload(decode=True)
+        except Exception:
+            self.defects.add("InvalidTransferEncodingDefect")
+            return payload.encode("ascii", "surrogateescape")
+        return decoded if isinstance(decoded, bytes) else b""
+
+    def _message_bytes(self, part: Message) -> bytes | None:
+        """An attached message/* as received: the part regenerated, then its own header block cut off."""
+        buffer = io.BytesIO()
+        try:
+            BytesGenerator(buffer, mangle_from_=False, policy=_RAW_POLICY).flatten(part)  # type: ignore[arg-type]
+        except RecursionError:
+            self.defects.add("NestingTooDeepDefect")
+            return None
+        out = buffer.getvalue()
+        if out.startswith(b"\r\n"):
+            body = out[2:]
+        else:
+            end = out.find(b"\r\n\r\n")
+            body = out[end + 4 :] if end >= 0 else b""
+        cte = _raw_header(part, "content-transfer-encoding").strip().lower()
+        if cte == "base64":
+            return lenient_b64decode(body)[0]
+        if cte == "quoted-printable":
+            return quopri.decodestring(body)
+        return body
+
+    def _attachment(self, part: Message, ctype: str, disposition: str, filename: str) -> None:
+        if ctype.startswith("message/") and isinstance(part.get_payload(), list):
+            data = self._message_bytes(part)
+            if data is None:
+                return
+        else:
+            data = self._payload_bytes(part)
+        content_id = clean_header_text(_raw_header(part, "content-id")).strip("<> ")
+        if disposition not in ("attachment", "inline"):
+            disposition = "inline" if not disposition and content_id else "attachment"
+        name = filename or _generated_name(len(self.attachments) + 1, ctype)
+        limit = self.max_attachment_bytes
+        if limit is not None and len(data) > limit:
+            raise MessageRejected(f"attachment {_smtp_safe(name)} exceeds the {limit}-byte limit")
+        self.attachments.append(
+            AttachmentPart(filename=name, content_type=ctype, content_id=content_id, disposition=disposition, data=data)
+        )
+
+
+def _generated_name(position: int, ctype: str) -> str:
+    if ctype == "text/calendar":
+        return "invite.ics"
+    if ctype in ("message/rfc822", "message/global"):
+        return "message.eml"
+    return f"attachment-{position}.{_EXTENSIONS.get(ctype, 'bin')}"
+
+
+def _smtp_safe(text: str, limit: int = 80) -> str:
+    """SMTP replies are ASCII lines: anything else becomes "?", and long names are cut."""
+    safe = _SMTP_UNSAFE.sub("?", text)
+    return safe if len(safe) <= limit else safe[: limit - 3] + "..."

@@ -1,0 +1,220 @@
+"""Hostile and broken input: never an exception but MessageRejected where documented, always quick (pytest-timeout)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from smtp_edge.mime import MessageRejected, ParsedMessage, parse_message
+
+HEAD = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nMessage-ID: <m@example.com>\r\n"
+
+
+def parse(raw: bytes, limit: int | None = None) -> ParsedMessage:
+    parsed = parse_message(raw, message_id_domain="gateway.test", max_attachment_bytes=limit)
+    for value in (parsed.subject, parsed.text_body, parsed.html_body, *[a.filename for a in parsed.attachments]):
+        value.encode("utf-8")  # no lone surrogates anywhere
+    return parsed
+
+
+def nested_multiparts(levels: int) -> bytes:
+    raw = HEAD + b'Content-Type: multipart/mixed; boundary="b0"\r\n\r\n'
+    for level in range(1, levels):
+        raw += b'--b%d\r\nContent-Type: multipart/mixed; boundary="b%d"\r\n\r\n' % (level - 1, level)
+    raw += b"--b%d\r\nContent-Type: text/plain\r\n\r\ndeepest\r\n" % (levels - 1)
+    for level in range(levels - 1, -1, -1):
+        raw += b"--b%d--\r\n" % level
+    return raw
+
+
+def many_parts(count: int) -> bytes:
+    part = b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n"
+    return HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + part * count + b"--b--\r\n"
+
+
+@pytest.mark.timeout(10)
+def test_nesting_within_the_cap_is_kept() -> None:
+    parsed = parse(nested_multiparts(99))
+    assert parsed.text_body == "deepest"
+    assert parsed.defects == ()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("levels", [101, 500, 1_500, 5_000])
+def test_deep_nesting_is_cut_with_a_defect(levels: int) -> None:
+    """500 levels parse in the stdlib; 1,500 and 5,000 overflow its recursion and go through the structure bound."""
+    parsed = parse(nested_multiparts(levels))
+    assert parsed.subject == "s"
+    assert parsed.text_body == ""
+    assert "NestingTooDeepDefect" in parsed.defects
+
+
+@pytest.mark.timeout(10)
+def test_message_rfc822_chain_is_bounded() -> None:
+    raw = HEAD + b"Content-Type: message/rfc822\r\n\r\n" * 3_000 + b"Subject: inner\r\n\r\nbody\r\n"
+    parsed = parse(raw)
+    assert parsed.subject == "s"
+    assert [a.filename for a in parsed.attachments] == ["message.eml"]
+    assert "NestingTooDeepDefect" in parsed.defects
+
+
+@pytest.mark.timeout(10)
+def test_part_count_at_the_limit_is_kept() -> None:
+    parsed = parse(many_parts(9_999))
+    assert len(parsed.attachments) == 9_999
+    assert "TooManyPartsDefect" not in parsed.defects
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("count", [20_000, 300_000])
+def test_huge_part_counts_are_cut(count: int) -> None:
+    parsed = parse(many_parts(count))
+    assert 9_000 <= len(parsed.attachments) < 10_000
+    assert all(a.data == b"x" for a in parsed.attachments)
+    assert "TooManyPartsDefect" in parsed.defects
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"To: " + b"=?utf-8?q?a?= <a@b.example>, " * 20_000,
+        b"To: " + b"(" * 50_000 + b"a@b.example",
+        b"To: " + b'"' * 50_000,
+        b'To: "unterminated <a@example.org>, good@example.org',
+        b"To: a@, @b, <>, <<<>>>, ::;;, a@b.example",
+        b"Subject: " + b"=?utf-8?q?a?= " * 100_000,
+        b"Subject: " + b"=?" * 100_000,
+        b"Subject: " + b"x" * 1_000_000,
+        b"Subject: =?utf-8?b?####?= =?unknown?x?abc?= =?utf-8?q?=ZZ?=",
+        b"X-Long: " + b"a\r\n " * 50_000,
+    ],
+    ids=[
+        "20k-encoded-addresses",
+        "nested-comments",
+        "quotes",
+        "unterminated-quote",
+        "junk-addresses",
+        "100k-encoded-words",
+        "encoded-word-starts",
+        "1MB-subject",
+        "broken-encoded-words",
+        "50k-folds",
+    ],
+)
+def test_hostile_headers(header: bytes) -> None:
+    parsed = parse(b"From: a@example.com\r\n" + header + b"\r\n\r\nbody\r\n")
+    assert parsed.from_ is not None and parsed.from_.email == "a@example.com"
+    assert parsed.text_body == "body\n"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\r\n",
+        b"no headers at all, just text\r\n",
+        bytes(range(256)) * 64,
+        b"\x00" * 10_000,
+        HEAD,
+        HEAD + b"Content-Type: multipart/mixed\r\n\r\nno delimiter lines at all\r\n",
+        HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nnever closed\r\n',
+        HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b--\r\n',
+        HEAD + b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\nContent-Type: image/gif\r\n\r\nx\r\n',
+        HEAD + b"Content-Type: pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!!\r\n",
+        HEAD + b"Content-Type: text/plain; charset=zlib\r\n\r\nnot compressed\r\n",
+        HEAD + b"Content-Type: text/plain; charset=unicode_escape\r\n\r\n\\ud800 \\x00\r\n",
+        HEAD + b"Content-Type: text/plain; charset=utf-16\r\n\r\n\xff\xfe\x00\xd8\r\n",
+        HEAD + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n!!!\r\n",
+        HEAD + b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\r\n=\r\n",
+        HEAD
+        + b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"Subject: inner\r\n\r\nbody\r\n")
+        + b"\r\n",
+        HEAD.replace(b"\r\n", b"\n") + b"\nLF-only message\n",
+        HEAD.replace(b"\r\n", b"\r") + b"\rCR-only message\r",
+        HEAD + b"Subject: \xff\xfe\x80 invalid utf-8\r\nX-Raw: \xc3\x28\r\n\r\nbody \xff\r\n",
+        HEAD + b'Content-Type: text/plain; charset="\r\n\r\nbody\r\n',
+        HEAD + b"Content-Disposition: attachment; filename*0*=bogus''%ZZ; filename*1=\"\r\n\r\nx\r\n",
+    ],
+)
+def test_broken_input_never_raises(raw: bytes) -> None:
+    parse(raw)
+
+
+@pytest.mark.timeout(10)
+def test_base64_rfc822_attachment_is_decoded() -> None:
+    inner = b"Subject: inner\r\n\r\nbody\r\n"
+    raw = (
+        HEAD
+        + b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(inner)
+        + b"\r\n"
+    )
+    (attachment,) = parse(raw).attachments
+    assert attachment.data == inner
+
+
+@pytest.mark.timeout(10)
+def test_crlf_never_reaches_header_fields() -> None:
+    raw = (
+        b"From: =?utf-8?q?x=0D=0ABcc=3A_v=40e=2Ecom?= <a@example.com>\r\n"
+        b"Subject: =?utf-8?b?" + base64.b64encode(b"a\r\nBcc: v@e.com\x00") + b"?=\r\n"
+        b"X-A: =?utf-8?q?1=0A2=0D3?=\r\n"
+        b"\r\nbody\r\n"
+    )
+    parsed = parse(raw)
+    assert parsed.subject == "a Bcc: v@e.com"
+    assert parsed.from_ is not None and parsed.from_.name == "x Bcc: v@e.com"
+    assert parsed.extra_headers == (("X-A", "1 2 3"),)
+
+
+def _with_attachment(data: bytes, filename: str) -> bytes:
+    return (
+        HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n'
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''"
+        + filename.encode()
+        + b"\r\n\r\n"
+        + base64.b64encode(data)
+        + b"\r\n--b--\r\n"
+    )
+
+
+def test_attachment_at_the_limit_is_accepted() -> None:
+    parsed = parse(_with_attachment(b"x" * 100, "report.pdf"), limit=100)
+    assert [len(a.data) for a in parsed.attachments] == [100]
+
+
+def test_attachment_over_the_limit_is_rejected_with_an_smtp_safe_reason() -> None:
+    with pytest.raises(MessageRejected) as rejected:
+        parse(_with_attachment(b"x" * 101, "r%C3%A9sum%C3%A9%0D%0Aevil.pdf"), limit=100)
+    assert rejected.value.reason == "attachment r?sum? evil.pdf exceeds the 100-byte limit"
+    assert rejected.value.reason.isascii() and rejected.value.reason.isprintable()
+
+
+def test_no_limit_means_no_rejection() -> None:
+    assert len(parse(_with_attachment(b"x" * 100_000, "big.pdf")).attachments[0].data) == 100_000
+
+
+def test_missing_message_id_is_generated_with_the_configured_domain() -> None:
+    first = parse_message(b"Subject: x\r\n\r\nbody", message_id_domain="relay.example")
+    second = parse_message(b"Subject: x\r\n\r\nbody", message_id_domain="relay.example")
+    assert first.message_id.startswith("<") and first.message_id.endswith("@relay.example>")
+    assert len(first.message_id) == len("<@relay.example>") + 32
+    assert first.message_id != second.message_id
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"Message-ID: <a@b>", "<a@b>"),
+        (b"Message-ID:   <a@b> (comment)", "<a@b>"),
+        (b"Message-ID: a@b", "<a@b>"),
+        (b"Message-ID:\r\n <folded@b>", "<folded@b>"),
+    ],
+)
+def test_message_id_kept_or_repaired(header: bytes, expected: str) -> None:
+    assert parse(header + b"\r\n\r\nbody").message_id == expected
