@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from smtp_edge.mime import MessageRejected, ParsedMessage, parse_message
+from smtp_edge.mime import AttachmentTooLarge, ParsedMessage, parse_message
 
 HEAD = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nMessage-ID: <m@example.com>\r\n"
 
@@ -189,7 +189,7 @@ def test_attachment_at_the_limit_is_accepted() -> None:
 
 
 def test_attachment_over_the_limit_is_rejected_with_an_smtp_safe_reason() -> None:
-    with pytest.raises(MessageRejected) as rejected:
+    with pytest.raises(AttachmentTooLarge) as rejected:
         parse(_with_attachment(b"x" * 101, "r%C3%A9sum%C3%A9%0D%0Aevil.pdf"), limit=100)
     assert rejected.value.reason == "attachment r?sum? evil.pdf exceeds the 100-byte limit"
     assert rejected.value.reason.isascii() and rejected.value.reason.isprintable()

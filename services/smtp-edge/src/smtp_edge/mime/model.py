@@ -47,3 +47,7 @@ class MessageRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class AttachmentTooLarge(MessageRejected):
+    """An attachment is over the configured limit: a size refusal (552 5.3.4), not a content one."""

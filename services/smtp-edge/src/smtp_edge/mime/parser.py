@@ -18,7 +18,7 @@ from email.message import Message
 from email.parser import BytesParser
 
 from smtp_edge.mime.headers import Defects, read_headers
-from smtp_edge.mime.model import AttachmentPart, MessageRejected, ParsedMessage
+from smtp_edge.mime.model import AttachmentPart, AttachmentTooLarge, MessageRejected, ParsedMessage
 from smtp_edge.mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
 from smtp_edge.mime.text import (
     clean_body_text,
@@ -344,7 +344,7 @@ class _Walk:
         name = filename or _generated_name(len(self.attachments) + 1, ctype)
         limit = self.max_attachment_bytes
         if limit is not None and len(data) > limit:
-            raise MessageRejected(f"attachment {_smtp_safe(name)} exceeds the {limit}-byte limit")
+            raise AttachmentTooLarge(f"attachment {_smtp_safe(name)} exceeds the {limit}-byte limit")
         self.attachments.append(
             AttachmentPart(filename=name, content_type=ctype, content_id=content_id, disposition=disposition, data=data)
         )

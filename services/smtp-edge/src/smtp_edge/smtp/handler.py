@@ -14,7 +14,7 @@ from smtp_edge.forwarding.client import Answer, ForwarderClient
 from smtp_edge.forwarding.frames import SmtpEnvelope, submission_frames
 from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
-from smtp_edge.mime import MessageRejected, ParsedMessage, parse_message
+from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
 
@@ -122,7 +122,7 @@ class GatewayHandler:
             parsed = await self._parse(raw)
         except MessageRejected as rejected:
             log.info("message refused by the parser", reason=rejected.reason)
-            code = "552 5.3.4" if "limit" in rejected.reason else "550 5.6.0"
+            code = "552 5.3.4" if isinstance(rejected, AttachmentTooLarge) else "550 5.6.0"
             return f"{code} {safe_text(rejected.reason)}"
         except Exception:
             log.exception("message could not be parsed")
