@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +22,11 @@ log = structlog.get_logger(__name__)
 # Not sent (connect, pool) or answer lost (read, protocol): safe to repeat, as every call here is idempotent.
 _RETRYABLE_TRANSPORT_ERRORS = (httpx.TransportError,)
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
 
 
 class CakemailClient:
@@ -65,11 +71,14 @@ class CakemailClient:
         timeout: float | None = None,
     ) -> str:
         """Returns the Cakemail message id."""
+        body = wire.email_body(email)
         response = await self._post(
             wire.EMAILS_PATH,
-            json=wire.email_payload(email),
+            content=_async_chunks(body.chunks()),
             headers={
                 "Authorization": f"Bearer {api_key}",
+                "Content-Type": "application/json",
+                "Content-Length": str(body.length),
                 wire.IDEMPOTENCY_HEADER: idempotency_key,
                 REQUEST_ID_HEADER: request_id,
             },
@@ -80,8 +89,20 @@ class CakemailClient:
         except ValueError as exc:
             raise ApiUnavailable(f"unreadable email response: {exc}") from exc
 
-    async def _post(self, path: str, *, json: Any, headers: dict[str, str], timeout: float | None) -> httpx.Response:
-        kwargs: dict[str, Any] = {"json": json, "headers": headers}
+    async def _post(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str],
+        timeout: float | None,
+        json: Any = None,
+        content: AsyncIterator[bytes] | None = None,
+    ) -> httpx.Response:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if content is not None:
+            kwargs["content"] = content
+        else:
+            kwargs["json"] = json
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=min(timeout, 3.0))
         try:

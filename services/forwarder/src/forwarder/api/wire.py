@@ -6,6 +6,8 @@ Contract: docs/cakemail-api.md. Everything here is pure: dataclasses in, JSON-re
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ class OutgoingAttachment:
     content_type: str
     content_id: str
     inline: bool
-    data: bytes
+    data: bytes | bytearray
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,62 @@ def _mailbox(mailbox: Mailbox) -> dict[str, str]:
     return {"email": mailbox.email, "name": mailbox.name}
 
 
+def _attachment_meta(attachment: OutgoingAttachment) -> dict[str, str]:
+    return {
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        **({"content_id": attachment.content_id} if attachment.content_id else {}),
+        "disposition": "inline" if attachment.inline else "attachment",
+    }
+
+
 def email_payload(email: OutgoingEmail) -> dict[str, Any]:
+    """The whole payload as one dict: the readable form of what email_body streams."""
+    payload = _payload_without_attachments(email)
+    payload["attachments"] = [
+        {**_attachment_meta(a), "content": base64.b64encode(a.data).decode("ascii")} for a in email.attachments
+    ]
+    return payload
+
+
+# Base64 works on 3-byte groups: a multiple of 3 keeps every chunk's encoding independent of the next.
+_B64_CHUNK = 3 * 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """The JSON body of POST /v1/emails, produced in pieces so a 25 MB message is never held again as one
+    base64 string, one JSON string and one request buffer. `chunks()` can be called again for a retry."""
+
+    email: OutgoingEmail
+    length: int
+
+    def chunks(self) -> Iterator[bytes]:
+        head = json.dumps(_payload_without_attachments(self.email), ensure_ascii=False).encode()
+        yield head[:-1] + b', "attachments": ['
+        for index, attachment in enumerate(self.email.attachments):
+            meta = json.dumps(_attachment_meta(attachment), ensure_ascii=False).encode()
+            yield (b", " if index else b"") + meta[:-1] + b', "content": "'
+            view = memoryview(attachment.data)
+            for offset in range(0, len(view), _B64_CHUNK):
+                yield base64.b64encode(view[offset : offset + _B64_CHUNK])
+            yield b'"}'
+        yield b"]}"
+
+
+def email_body(email: OutgoingEmail) -> StreamedBody:
+    length = 0
+    head = json.dumps(_payload_without_attachments(email), ensure_ascii=False).encode()
+    length += len(head) - 1 + len(b', "attachments": [')
+    for index, attachment in enumerate(email.attachments):
+        meta = json.dumps(_attachment_meta(attachment), ensure_ascii=False).encode()
+        length += (2 if index else 0) + len(meta) - 1 + len(b', "content": "')
+        length += 4 * ((len(attachment.data) + 2) // 3) + len(b'"}')
+    length += len(b"]}")
+    return StreamedBody(email, length)
+
+
+def _payload_without_attachments(email: OutgoingEmail) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "from": _mailbox(email.sender),
         "envelope_from": email.envelope_from,
@@ -75,16 +132,6 @@ def email_payload(email: OutgoingEmail) -> dict[str, Any]:
         "bcc": [_mailbox(m) for m in email.bcc],
         "subject": email.subject,
         "headers": dict(email.headers),
-        "attachments": [
-            {
-                "filename": a.filename,
-                "content": base64.b64encode(a.data).decode("ascii"),
-                "content_type": a.content_type,
-                **({"content_id": a.content_id} if a.content_id else {}),
-                "disposition": "inline" if a.inline else "attachment",
-            }
-            for a in email.attachments
-        ],
     }
     if email.text_body:
         payload["text_body"] = email.text_body

@@ -26,7 +26,8 @@ class AssembledMessage:
     start: pb.MessageStart
     text_body: str
     html_body: str
-    attachment_data: tuple[bytes, ...]
+    # bytearrays as received: no extra copy of what may be 25 MB (docs/architecture.md, memory)
+    attachment_data: tuple[bytes | bytearray, ...]
     idempotency_key: str
     size: int
 
@@ -92,7 +93,7 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
         start=start,
         text_body=text_body,
         html_body=html_body,
-        attachment_data=tuple(bytes(a) for a in attachments),
+        attachment_data=tuple(attachments),
         idempotency_key="gw1-" + digest.hexdigest(),
         size=total,
     )
