@@ -8,11 +8,12 @@ import contextlib
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
 from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
+from smtp_edge.smtp.data_reader import read_data
 from smtp_edge.smtp.enhanced_codes import with_enhanced_code
 from smtp_edge.smtp.session import GatewaySession
 
@@ -158,11 +159,31 @@ class GatewaySMTP(SMTP):
         finally:
             self._verbatim = False
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the message read in bulk (smtp/data_reader.py)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         self.in_transaction = True
         self._live.transaction_started()
         try:
-            await super().smtp_DATA(arg)
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            outcome = await read_data(self._reader, self.data_size_limit)
+            if outcome.problem is not None:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(outcome.problem.value)
+                return
+            self.envelope.content = self.envelope.original_content = outcome.content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(status)
         finally:
             self.in_transaction = False
             self._live.transaction_ended()
