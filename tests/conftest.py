@@ -33,11 +33,22 @@ class SandboxView:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def _request(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.base_url + path, method=method)
+    def _request(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
+
+    def faults(self, table: dict[str, Any]) -> None:
+        """Fault injection per route (docs/cakemail-api.md); {} clears every fault."""
+        self._request("PUT", "/sandbox/faults", table)
+
+    def reset(self) -> None:
+        """Emails, counters, faults, tokens and idempotency memory: all forgotten."""
+        self._request("POST", "/sandbox/reset")
 
     def emails(self, content: bool = True) -> list[dict[str, Any]]:
         data = self._request("GET", "/sandbox/emails" + ("" if content else "?content=0"))
@@ -69,3 +80,16 @@ def sandbox(stack: Stack) -> SandboxView:
 
 def log_text(stack: Stack) -> str:
     return "\n".join(Path(s.log_path).read_text() for s in stack.services if s.log_path)
+
+
+def metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples matching the labels, scraped from a service's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not (line.startswith(name + "{") or line.startswith(name + " ")):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

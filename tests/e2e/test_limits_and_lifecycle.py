@@ -32,6 +32,7 @@ LIMITS = {
     "AUTH_FAILURE_WINDOW_SECONDS": "60",
     "AUTH_FAILURE_COOLDOWN_SECONDS": "2",
     "AUTH_THROTTLE_ALLOWLIST": "198.51.100.0/24",
+    "COMMAND_TIMEOUT_SECONDS": "3",
 }
 
 
@@ -147,6 +148,16 @@ def test_per_ip_cap_counts_the_proxied_client_ip(limits_stack: Stack, client_tls
         return reply.code == 220
 
     wait_until(slot_free, what="the closed connections to release their slots")
+
+
+def test_an_idle_client_is_told_why_it_is_closed(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    client, greeting = connect(limits_stack, client_tls, "203.0.113.40")
+    with client:
+        assert greeting.code == 220
+        assert client.cmd("EHLO client.test").code == 250
+        timeout = client.reply()  # nothing sent: the command timeout runs out
+        assert (timeout.code, timeout.enhanced()) == (421, "4.4.2")
+        assert client.closed_by_server()
 
 
 def test_a_connection_without_proxy_header_is_dropped(limits_stack: Stack) -> None:

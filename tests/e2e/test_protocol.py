@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ssl
+import time
 
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import SandboxView
+from tests.conftest import SandboxView, metric
 from tests.smtp_wire import WireClient, b64, open_session
 
 pytestmark = pytest.mark.e2e
@@ -235,3 +236,44 @@ def test_smtputf8_addresses_and_headers(stack: Stack, sandbox: SandboxView, clie
     assert payload["to"] == [{"email": "\u7528\u6237@\u4f8b\u5b50.example", "name": ""}]
     assert payload["subject"] == "gr\u00fc\u00dfe \u2603"
     assert payload["text_body"] == "k\u00f6rper\n"
+
+
+def test_helo_help_and_the_unknown_command_cap(stack: Stack, client_tls: ssl.SSLContext) -> None:
+    with WireClient.connect(stack.ports.smtp_implicit_tls, tls=client_tls) as client:
+        client.reply()
+        helo = client.cmd("HELO old-client.test")
+        assert (helo.code, helo.last) == (250, "localhost")
+        assert client.login_plain("demo@example.com", "demo-password").code == 500  # AUTH needs EHLO
+        assert client.cmd("EHLO client.test").code == 250
+        assert client.login_plain("demo@example.com", "demo-password").code == 235
+        help_reply = client.cmd("HELP")
+        assert help_reply.code == 250 and help_reply.enhanced() == "2.0.0"
+        for _ in range(4):
+            assert client.cmd("XYZZY").code == 500
+        last = client.cmd("XYZZY")
+        assert (last.code, last.enhanced()) == (502, "5.5.1")
+        assert client.closed_by_server()
+
+
+def test_a_client_that_hangs_up_during_forwarding_is_accounted_for(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    before = metric(stack.ports.edge_http, "smtp_client_disconnected_during_forward_total", outcome="accepted")
+    sandbox.faults({"emails": {"latency_ms": 800}})
+    try:
+        client = open_session(stack.ports.smtp_starttls, client_tls)
+        client.cmd("MAIL FROM:<ann@example.com>")
+        client.cmd("RCPT TO:<bob@example.net>")
+        assert client.cmd("DATA").code == 354
+        client.send(SIMPLE)
+        client.close()  # gone before the answer
+
+        deadline = time.monotonic() + 15
+        while (
+            metric(stack.ports.edge_http, "smtp_client_disconnected_during_forward_total", outcome="accepted") == before
+        ):
+            assert time.monotonic() < deadline, "the abandoned submission was never accounted for"
+            time.sleep(0.1)
+    finally:
+        sandbox.faults({})
+    assert len(sandbox.emails()) == 1  # it was not cut off half-way: the API has it, once

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 
 from devstack.certs import DevCertificate
 from devstack.stack import Stack, StackPorts
-from tests.conftest import SandboxView
+from tests.conftest import SandboxView, metric
 
 pytestmark = pytest.mark.e2e
 
@@ -55,21 +54,7 @@ BREAKER = {
 EDGE = {"FORWARDER_TIMEOUT_SECONDS": "4", "MAX_CONNECTIONS_PER_IP": "500"}
 
 
-class Sandbox(SandboxView):
-    def _send(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
-
-    def faults(self, table: dict[str, Any]) -> None:
-        self._send("PUT", "/sandbox/faults", table)
-
-    def reset(self) -> None:
-        self._send("POST", "/sandbox/reset")
+Sandbox = SandboxView
 
 
 def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) -> Stack:
@@ -106,14 +91,7 @@ def api(reliability_stack: Stack) -> Iterator[Sandbox]:
 
 
 def forwarder_metric(stack: Stack, name: str) -> float:
-    url = f"http://127.0.0.1:{stack.ports.forwarder_http}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric(stack.ports.forwarder_http, name)
 
 
 async def send(stack: Stack, tls: Any, tag: str, user: tuple[str, str] = ("demo@example.com", "demo-password")) -> str:

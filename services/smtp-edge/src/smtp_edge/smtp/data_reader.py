@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -42,9 +43,12 @@ def finish(collected: bytearray) -> DataOutcome:
     return DataOutcome(bytes(content), None)
 
 
-async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> DataOutcome:
+async def read_data(
+    reader: asyncio.StreamReader, size_limit: int | None, on_progress: Callable[[], None] = lambda: None
+) -> DataOutcome:
     """Reads up to and including the end-of-data line. Over the size limit the rest is read and dropped, so the
-    reply comes after the client finished sending (RFC 5321 4.2.5) and the session stays usable."""
+    reply comes after the client finished sending (RFC 5321 4.2.5) and the session stays usable.
+    `on_progress` runs after every piece: a slow but moving upload is not an idle client."""
     # The DATA command's own CRLF begins the first line: a message may end at once with a lone ".".
     reader._buffer[:0] = b"\r\n"  # type: ignore[attr-defined]
     saved_limit = reader._limit  # type: ignore[attr-defined]
@@ -61,6 +65,7 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> Dat
                 piece = await reader.readexactly(overrun.consumed)
                 finished = False
             received += len(piece)
+            on_progress()
             if not too_much:
                 if size_limit and received - len(END_OF_DATA) > size_limit:
                     too_much = True

@@ -145,6 +145,14 @@ class GatewaySMTP(SMTP):
         if self.transport is not None:
             self.transport.close()
 
+    def _timeout_cb(self) -> None:
+        """RFC 5321 4.5.3.2: say why before closing an idle connection (aiosmtpd just closes it)."""
+        log.info("session timed out")
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(b"421 4.4.2 Timeout waiting for a command, closing connection\r\n")
+            transport.close()
+
     async def smtp_EHLO(self, hostname: str) -> None:
         self._verbatim = True
         try:
@@ -175,7 +183,7 @@ class GatewaySMTP(SMTP):
         self._live.transaction_started()
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
-            outcome = await read_data(self._reader, self.data_size_limit)
+            outcome = await read_data(self._reader, self.data_size_limit, on_progress=self._reset_timeout)
             if outcome.problem is not None:
                 self._set_post_data_state()  # type: ignore[no-untyped-call]
                 await self.push(outcome.problem.value)
