@@ -72,7 +72,7 @@ SETTINGS_SOURCE = {
     "forwarder": ROOT / "services/forwarder/src/forwarder/config.py",
 }
 # Set by the chart ahead of the service reading it.
-PENDING_SETTINGS = {"smtp-edge": {"PROXY_PROTOCOL"}, "forwarder": set()}
+PENDING_SETTINGS: dict[str, set[str]] = {"smtp-edge": set(), "forwarder": set()}
 
 DOCKERFILES = {
     "smtp-edge": ("services/smtp-edge/Dockerfile", "smtp_edge", "services/smtp-edge/src"),
