@@ -101,18 +101,21 @@ class GatewayHandler:
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: Any, session: GatewaySession, envelope: Envelope) -> str:
-        raw: bytes = envelope.original_content or b""
         session.messages += 1
-        self._metrics.message_bytes.observe(len(raw))
         self.transactions_in_flight += 1
         try:
-            reply = await self._handle_message(session, envelope, raw)
+            reply = await self._handle_message(session, envelope)
         finally:
             self.transactions_in_flight -= 1
         self._metrics.messages.labels(reply[:3]).inc()
         return reply
 
-    async def _handle_message(self, session: GatewaySession, envelope: Envelope, raw: bytes) -> str:
+    async def _handle_message(self, session: GatewaySession, envelope: Envelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        # The envelope is dropped after DATA anyway; until then, only `raw` may hold the message bytes.
+        envelope.content = envelope.original_content = None
+        size = len(raw)
+        self._metrics.message_bytes.observe(size)
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
             return "530 5.7.0 Authentication required"
         if has_bare_line_ending(raw):
@@ -127,6 +130,7 @@ class GatewayHandler:
         except Exception:
             log.exception("message could not be parsed")
             return TEMPORARY_FAILURE
+        del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
         frames = submission_frames(
@@ -149,7 +153,7 @@ class GatewayHandler:
             reply=answer.reply,
             outcome=answer.outcome,
             recipients=len(envelope.rcpt_tos),
-            size=len(raw),
+            size=size,
         )
         return answer.reply
 

@@ -189,6 +189,7 @@ class GatewaySMTP(SMTP):
                 await self.push(outcome.problem.value)
                 return
             self.envelope.content = self.envelope.original_content = outcome.content
+            del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             await self.push(status)
