@@ -62,11 +62,12 @@ buf-breaking: $(BUF)
 		echo "buf breaking against $$base"; $(BUF) breaking --against ".git#ref=$$base"; \
 	else echo "buf breaking: no earlier commit with buf.yaml to compare with"; fi
 
-# The real third-party clients of the end-to-end matrix: Debian's swaks, php-cli + PHPMailer, and Nodemailer.
-CLIENT_DEBS := swaks php-cli libphp-phpmailer
+# The real third-party clients of the end-to-end matrix: Debian's swaks, php-cli + PHPMailer, ruby + the mail gem
+# (ActionMailer's delivery), and Nodemailer from npm.
+CLIENT_DEBS := swaks php-cli libphp-phpmailer ruby ruby-mail
 clients: tests/clients/node/node_modules/.installed
-	@if ! command -v swaks >/dev/null || ! command -v php >/dev/null \
-		|| [ ! -f /usr/share/php/libphp-phpmailer/autoload.php ]; then \
+	@if ! command -v swaks >/dev/null || ! command -v php >/dev/null || ! command -v ruby >/dev/null \
+		|| [ ! -f /usr/share/php/libphp-phpmailer/autoload.php ] || ! ruby -e 'require "mail"' 2>/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLIENT_DEBS); \
 		else echo "the client matrix needs Debian packages: sudo apt-get install $(CLIENT_DEBS)" >&2; exit 1; fi; \

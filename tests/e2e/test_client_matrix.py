@@ -1,6 +1,7 @@
 """Real SMTP clients nobody here wrote, on both listeners, with both AUTH mechanisms, end to end.
 
-smtplib, aiosmtplib, swaks (Debian), Nodemailer (npm) and PHPMailer (Debian) each send the same message; the
+smtplib, aiosmtplib, swaks (Debian), Nodemailer (npm), PHPMailer (Debian) and Ruby's `mail` gem with its SMTP
+delivery (Debian; what ActionMailer uses) each send the same message; the
 sandbox must receive the same payload. docs/compatibility.md is the table of what this proves.
 """
 
@@ -170,14 +171,19 @@ def send_phpmailer(job: Job, _: Path) -> str:
     return _run(["php", str(CLIENTS_DIR / "php" / "send.php"), job.as_json()])
 
 
+def send_ruby_mail(job: Job, _: Path) -> str:
+    return _run(["ruby", str(CLIENTS_DIR / "ruby" / "send.rb"), job.as_json()])
+
+
 CLIENTS: dict[str, Callable[[Job, Path], str]] = {
     "smtplib": send_smtplib,
     "aiosmtplib": send_aiosmtplib,
     "swaks": send_swaks,
     "nodemailer": send_nodemailer,
     "phpmailer": send_phpmailer,
+    "ruby-mail": send_ruby_mail,
 }
-TOOLS = {"swaks": "swaks", "nodemailer": "node", "phpmailer": "php"}
+TOOLS = {"swaks": "swaks", "nodemailer": "node", "phpmailer": "php", "ruby-mail": "ruby"}
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
