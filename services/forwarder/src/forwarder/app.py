@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import signal
 
 import grpc
 import structlog
@@ -21,6 +19,7 @@ from forwarder.resilience.breaker import BreakerSettings, BreakerState, CircuitB
 from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.retry import RetryPolicy
 from forwarder.submission.service import Resilience, SubmissionService
+from gateway_common.lifecycle import serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 
 log = structlog.get_logger(__name__)
@@ -120,11 +119,4 @@ class ForwarderApp:
 
 
 async def serve(settings: ForwarderSettings) -> None:
-    app = ForwarderApp(settings)
-    await app.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await app.stop()
+    await serve_until_signalled(ForwarderApp(settings))

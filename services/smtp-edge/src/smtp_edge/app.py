@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import structlog
 
+from gateway_common.lifecycle import serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 from smtp_edge.config import EdgeSettings
 from smtp_edge.forwarding.client import ForwarderClient
@@ -107,11 +105,4 @@ class EdgeApp:
 
 
 async def serve(settings: EdgeSettings) -> None:
-    app = EdgeApp(settings)
-    await app.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await app.stop()
+    await serve_until_signalled(EdgeApp(settings))
