@@ -64,9 +64,8 @@ def limits_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempP
         log_dir=tmp_path_factory.mktemp("limits-logs"),
         extra_env={"edge": LIMITS},
     )
-    running.start()
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 @pytest.fixture

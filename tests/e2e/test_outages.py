@@ -27,9 +27,8 @@ def own_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPath
         log_dir=tmp_path_factory.mktemp("outage-logs"),
         extra_env={"edge": {"FORWARDER_TIMEOUT_SECONDS": "10", "AUTH_TIMEOUT_SECONDS": "5"}},
     )
-    running.start()
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 def _login(stack: Stack, tls: ssl.SSLContext) -> smtplib.SMTP:

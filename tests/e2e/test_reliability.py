@@ -69,17 +69,15 @@ def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) ->
 @pytest.fixture(scope="module")
 def reliability_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = _stack(dev_certificate, tmp_path_factory.mktemp("reliability-logs"), FORWARDER)
-    running.start()
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 @pytest.fixture
 def breaker_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = _stack(dev_certificate, tmp_path_factory.mktemp("breaker-logs"), BREAKER)
-    running.start()
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 @pytest.fixture

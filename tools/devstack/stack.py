@@ -175,6 +175,13 @@ class Stack:
             self.stop()
             raise
 
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> dict[str, int | None]:
         # Front to back, so nothing in flight loses the service behind it first.
         return {service.name: service.stop() for service in reversed(self.services)}
