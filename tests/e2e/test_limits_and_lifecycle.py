@@ -9,6 +9,8 @@ import socket
 import ssl
 import struct
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -271,6 +273,10 @@ def test_sigterm_drains_sessions_and_cuts_no_accepted_data(
         idle.close()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        ready = f"http://127.0.0.1:{stack.ports.edge_http}/health/ready"
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(ready, timeout=5)
+        assert not_ready.value.code == 503  # draining: the load balancer stops sending new clients
 
         busy.send(b"second half\r\n.\r\n")
         accepted = busy.reply()
