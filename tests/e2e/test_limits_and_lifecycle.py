@@ -77,9 +77,12 @@ def limits_sandbox(limits_stack: Stack) -> SandboxView:
     return view
 
 
-def connect(stack: Stack, tls: ssl.SSLContext, src: str, *, v2: bool = False) -> tuple[WireClient, Reply]:
-    port = stack.ports.smtp_starttls
-    client = WireClient.connect(port, preamble=(proxy_v2 if v2 else proxy_v1)(src, port))
+def connect(
+    stack: Stack, tls: ssl.SSLContext, src: str, *, v2: bool = False, implicit: bool = False
+) -> tuple[WireClient, Reply]:
+    port = stack.ports.smtp_implicit_tls if implicit else stack.ports.smtp_starttls
+    header = (proxy_v2 if v2 else proxy_v1)(src, port)
+    client = WireClient.connect(port, preamble=header, tls=tls if implicit else None)
     return client, client.reply()
 
 
@@ -159,6 +162,23 @@ def test_an_idle_client_is_told_why_it_is_closed(limits_stack: Stack, client_tls
         timeout = client.reply()  # nothing sent: the command timeout runs out
         assert (timeout.code, timeout.enhanced()) == (421, "4.4.2")
         assert client.closed_by_server()
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["proxy-v1", "proxy-v2"])
+def test_proxy_header_before_implicit_tls(limits_stack: Stack, client_tls: ssl.SSLContext, v2: bool) -> None:
+    src = "203.0.113.50" if v2 else "203.0.113.51"
+    first, a = connect(limits_stack, client_tls, src, v2=v2, implicit=True)
+    second, b = connect(limits_stack, client_tls, src, v2=v2, implicit=True)
+    third, refused = connect(limits_stack, client_tls, src, v2=v2, implicit=True)
+    with first, second, third:
+        assert (a.code, b.code) == (220, 220)
+        assert (refused.code, refused.enhanced()) == (421, "4.7.0")  # the cap saw the client's IP, not ours
+        assert auth_offered(first.cmd("EHLO client.test").lines)
+        assert first.login_plain("demo@example.com", "demo-password").code == 235
+
+
+def auth_offered(lines: tuple[str, ...]) -> bool:
+    return any(line.upper().startswith("AUTH ") for line in lines)
 
 
 def test_a_connection_without_proxy_header_is_dropped(limits_stack: Stack) -> None:

@@ -48,6 +48,15 @@ def test_implicit_tls_listener_offers_auth_not_starttls(stack: Stack, client_tls
         lines = client.cmd("EHLO client.test").lines
         assert auth_mechanisms(lines) == {"PLAIN", "LOGIN"}
         assert "STARTTLS" not in ehlo_keywords(lines)
+        again = client.cmd("STARTTLS")
+        assert (again.code, again.enhanced()) == (503, "5.5.1")
+
+
+def test_a_second_starttls_is_refused(stack: Stack, client_tls: ssl.SSLContext) -> None:
+    with open_session(stack.ports.smtp_starttls, client_tls, login=False) as client:
+        again = client.cmd("STARTTLS")
+        assert (again.code, again.enhanced()) == (503, "5.5.1")
+        assert client.cmd("NOOP").code == 250  # still talking over the one TLS layer
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from dataclasses import dataclass
 
@@ -41,13 +42,16 @@ class SmtpListeners:
         self._servers: list[asyncio.Server] = []
 
     def _protocol(self, listener: str) -> GatewaySMTP:
-        implicit = listener == "implicit-tls"
         return GatewaySMTP(
             self._handler,
             listener=listener,
             metrics=self._metrics,
             admission=self._admission,
             live=self.live,
+            # Implicit TLS is started by the protocol itself, before the greeting and after any PROXY header
+            # (a TLS server socket would need the handshake first, before a PROXY header could be read). aiosmtpd
+            # then sees a TLS session as after STARTTLS, so AUTH is offered there too (aiosmtpd #281).
+            tls_before_greeting=listener == "implicit-tls",
             proxy_protocol_timeout=self._config.proxy_protocol_timeout,
             hostname=self._config.hostname,
             ident="ESMTP Cakemail SMTP Gateway",
@@ -56,30 +60,22 @@ class SmtpListeners:
             decode_data=False,
             timeout=self._config.command_timeout,
             auth_required=True,
-            # On the implicit-TLS port every connection is already encrypted, but aiosmtpd only knows about
-            # STARTTLS (aiosmtpd #281): requiring TLS there would hide AUTH. Safe because TLS came first.
-            auth_require_tls=not implicit,
-            tls_context=None if implicit else self._tls,
-            require_starttls=not implicit,
-            auth_exclude_mechanism=None,
+            auth_require_tls=True,
+            tls_context=self._tls,
+            require_starttls=listener == "starttls",
         )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._servers.append(
-            await loop.create_server(
-                lambda: self._protocol("starttls"), self._config.host, self._config.starttls_port, reuse_address=True
+        for listener, port in (
+            ("starttls", self._config.starttls_port),
+            ("implicit-tls", self._config.implicit_tls_port),
+        ):
+            self._servers.append(
+                await loop.create_server(
+                    functools.partial(self._protocol, listener), self._config.host, port, reuse_address=True
+                )
             )
-        )
-        self._servers.append(
-            await loop.create_server(
-                lambda: self._protocol("implicit-tls"),
-                self._config.host,
-                self._config.implicit_tls_port,
-                ssl=self._tls,
-                reuse_address=True,
-            )
-        )
 
     def ports(self) -> tuple[int, int]:
         starttls, implicit = (s.sockets[0].getsockname()[1] for s in self._servers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from asyncio import sslproto
 from typing import Any, AnyStr
 
 import structlog
@@ -20,6 +21,17 @@ from smtp_edge.smtp.session import GatewaySession
 log = structlog.get_logger(__name__)
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+
+
+def _feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
+    """Hand bytes to a buffered protocol as if the transport had just received them."""
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(protocol.get_buffer(len(view)))
+        count = min(len(buffer), len(view))
+        buffer[:count] = view[:count]
+        protocol.buffer_updated(count)
+        view = view[count:]
 
 
 class LiveSessions:
@@ -74,6 +86,7 @@ class GatewaySMTP(SMTP):
         metrics: EdgeMetrics,
         admission: Admission,
         live: LiveSessions,
+        tls_before_greeting: bool = False,
         **kwargs: Any,
     ) -> None:
         self._listener = listener
@@ -86,6 +99,7 @@ class GatewaySMTP(SMTP):
         self._client_ip: str | None = None
         self._verbatim = False  # EHLO/HELO replies carry no enhanced codes (RFC 2034)
         self.in_transaction = False
+        self._tls_before_greeting = tls_before_greeting
         super().__init__(handler, **kwargs)
 
     def _create_session(self) -> GatewaySession:
@@ -123,9 +137,41 @@ class GatewaySMTP(SMTP):
                 self._admitted_ip = None
             log.info("session closed")
 
+    async def _start_tls_before_greeting(self) -> bool:
+        """Implicit TLS (RFC 8314), done the way aiosmtpd does STARTTLS, so both listeners share one dialogue."""
+        assert self.tls_context is not None
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self._tls_protocol = sslproto.SSLProtocol(self.loop, self, self.tls_context, waiter, server_side=True)
+        self._original_transport = self.transport
+        assert self._original_transport is not None
+        # The client may have sent its ClientHello already (right behind a PROXY header, or just fast): those
+        # bytes sit in the stream reader's buffer and belong to the TLS layer now.
+        early = bytes(self._reader._buffer)  # type: ignore[attr-defined]
+        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        self._original_transport.set_protocol(self._tls_protocol)
+        self.transport = self._tls_protocol._app_transport
+        self._tls_protocol.connection_made(self._original_transport)
+        if early:
+            _feed(self._tls_protocol, early)
+        try:
+            await waiter
+        except Exception as error:  # not TLS, wrong version, no common cipher, gone
+            log.info("tls handshake failed", error=str(error) or type(error).__name__)
+            self._original_transport.close()
+            return False
+        return True
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._tls_protocol is not None:
+            await self.push("503 5.5.1 TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
+
     async def _greet_or_refuse(self, greeting: str) -> None:
         """The one hook point before the greeting: PROXY data is known, nothing else has been said."""
         self._greeted = True
+        if self._tls_before_greeting and not await self._start_tls_before_greeting():
+            return
         ip = self._client_ip = self._peer_ip()
         structlog.contextvars.bind_contextvars(client_ip=ip)
         refusal = self._admission.admit(ip)
