@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
+from smtp_edge.smtp.drain import LiveSessions
 from smtp_edge.smtp.handler import GatewayHandler
-from smtp_edge.smtp.protocol import GatewaySMTP, LiveSessions
+from smtp_edge.smtp.protocol import GatewaySMTP
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""aiosmtpd's SMTP protocol with the gateway's session, admission policies, enhanced status codes,
-per-connection logging and a graceful goodbye on shutdown."""
+"""aiosmtpd's SMTP protocol with the gateway's session, implicit TLS before the greeting, admission policies,
+enhanced status codes, bulk DATA, per-connection logging and a goodbye on shutdown."""
 
 from __future__ import annotations
 
@@ -15,66 +15,12 @@ from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
 from smtp_edge.smtp.data_reader import read_data
+from smtp_edge.smtp.drain import SHUTTING_DOWN, LiveSessions
 from smtp_edge.smtp.enhanced_codes import with_enhanced_code
 from smtp_edge.smtp.session import GatewaySession
+from smtp_edge.tls.early_data import feed
 
 log = structlog.get_logger(__name__)
-
-SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
-
-
-def _feed(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
-    """Hand bytes to a buffered protocol as if the transport had just received them."""
-    view = memoryview(data)
-    while view:
-        buffer = memoryview(protocol.get_buffer(len(view)))
-        count = min(len(buffer), len(view))
-        buffer[:count] = view[:count]
-        protocol.buffer_updated(count)
-        view = view[count:]
-
-
-class LiveSessions:
-    """The open connections of one edge, so a shutdown can drain them: idle ones are told goodbye at once,
-    busy ones as soon as their transaction's reply has been sent."""
-
-    def __init__(self) -> None:
-        self._sessions: set[GatewaySMTP] = set()
-        self._busy = 0
-        self._quiet = asyncio.Event()
-        self._quiet.set()
-        self.draining = False
-
-    def add(self, session: GatewaySMTP) -> None:
-        self._sessions.add(session)
-
-    def discard(self, session: GatewaySMTP) -> None:
-        self._sessions.discard(session)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def transaction_started(self) -> None:
-        self._busy += 1
-        self._quiet.clear()
-
-    def transaction_ended(self) -> None:
-        self._busy -= 1
-        if not self._busy:
-            self._quiet.set()
-
-    async def drain(self, grace_seconds: float) -> int:
-        """Waits for transactions in flight (up to the grace period), then closes every session.
-        Returns how many transactions were still running when the grace period ran out."""
-        self.draining = True
-        for session in [s for s in self._sessions if not s.in_transaction]:
-            await session.say_goodbye(SHUTTING_DOWN)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._quiet.wait(), grace_seconds)
-        cut_off = self._busy
-        for session in list(self._sessions):
-            await session.say_goodbye(SHUTTING_DOWN)
-        return cut_off
 
 
 class GatewaySMTP(SMTP):
@@ -152,7 +98,7 @@ class GatewaySMTP(SMTP):
         self.transport = self._tls_protocol._app_transport
         self._tls_protocol.connection_made(self._original_transport)
         if early:
-            _feed(self._tls_protocol, early)
+            feed(self._tls_protocol, early)
         try:
             await waiter
         except Exception as error:  # not TLS, wrong version, no common cipher, gone
