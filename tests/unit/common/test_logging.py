@@ -1,0 +1,45 @@
+"""JSON log lines with context, and secrets that never reach them whatever a caller passes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from gateway_common.logging import configure_logging
+
+
+@pytest.fixture
+def lines(capsys: pytest.CaptureFixture[str]) -> Iterator[list[dict[str, object]]]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("test-service", "INFO")
+    structlog.contextvars.bind_contextvars(request_id="req-1")
+    log = structlog.get_logger("unit")
+    log.info("with secrets", password="hunter2", api_key="k-123", authorization="Bearer x", user="ann")
+    logging.getLogger("mail.log").info("aiosmtpd line with AUTH data: should be filtered by level")
+    logging.getLogger("other.lib").warning("stdlib record")
+    structlog.contextvars.clear_contextvars()
+    yield [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    root.handlers[:], root.level = saved[0], saved[1]
+    structlog.reset_defaults()
+
+
+def test_every_line_is_json_with_context(lines: list[dict[str, object]]) -> None:
+    first, second = lines
+    assert first["message"] == "with secrets" and first["service"] == "test-service"
+    assert first["request_id"] == "req-1" and first["level"] == "info" and "timestamp" in first
+    assert second["message"] == "stdlib record" and second["logger"] == "other.lib"
+
+
+def test_secrets_are_redacted(lines: list[dict[str, object]]) -> None:
+    text = json.dumps(lines)
+    assert "hunter2" not in text and "k-123" not in text and "Bearer x" not in text
+    assert lines[0]["password"] == "[redacted]" and lines[0]["user"] == "ann"
+
+
+def test_aiosmtpd_client_lines_are_not_logged_at_info(lines: list[dict[str, object]]) -> None:
+    assert not any("AUTH data" in str(line.get("message")) for line in lines)
