@@ -286,3 +286,22 @@ def test_a_client_that_hangs_up_during_forwarding_is_accounted_for(
     finally:
         sandbox.faults({})
     assert len(sandbox.emails()) == 1  # it was not cut off half-way: the API has it, once
+
+
+def test_the_null_sender_is_accepted(stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext) -> None:
+    with open_session(stack.ports.smtp_starttls, client_tls) as client:
+        assert client.cmd("MAIL FROM:<>").code == 250
+        assert client.cmd("RCPT TO:<bob@example.net>").code == 250
+        assert client.cmd("DATA").code == 354
+        client.send(b"From: Auto Reply <auto@example.com>\r\nSubject: away\r\n\r\nout of office\r\n.\r\n")
+        assert client.reply().code == 250
+        # Without a From header there is no sender at all: refused, precisely.
+        client.cmd("MAIL FROM:<>")
+        client.cmd("RCPT TO:<bob@example.net>")
+        client.cmd("DATA")
+        client.send(b"Subject: nobody\r\n\r\nwho sent this?\r\n.\r\n")
+        nobody = client.reply()
+        assert (nobody.code, nobody.enhanced()) == (550, "5.6.0")
+    [record] = sandbox.emails()
+    assert record["payload"]["envelope_from"] == ""
+    assert record["payload"]["from"] == {"email": "auto@example.com", "name": "Auto Reply"}

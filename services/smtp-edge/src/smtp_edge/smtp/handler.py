@@ -29,6 +29,7 @@ class TransactionLimits:
     message_id_domain: str
 
 
+NULL_SENDER = "<>"
 BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
 
 
@@ -83,7 +84,9 @@ class GatewayHandler:
     async def handle_MAIL(
         self, server: Any, session: GatewaySession, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if address and not plausible_address(address):
+        # "<>" is the null reverse-path (RFC 5321 4.5.5): legal, e.g. for auto-replies, and kept as "<>" here
+        # because aiosmtpd reads an empty mail_from as "no MAIL yet".
+        if address != NULL_SENDER and not plausible_address(address):
             return "501 5.1.7 Bad sender address syntax"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -135,7 +138,10 @@ class GatewayHandler:
             log.info("message has MIME defects", defects=list(parsed.defects))
         frames = submission_frames(
             parsed,
-            SmtpEnvelope(mail_from=envelope.mail_from or "", rcpt_tos=tuple(envelope.rcpt_tos)),
+            SmtpEnvelope(
+                mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+                rcpt_tos=tuple(envelope.rcpt_tos),
+            ),
             session.credentials,
         )
         started = time.perf_counter()
