@@ -67,3 +67,17 @@ def test_a_message_over_25_mb_is_refused(stack: Stack, sandbox: SandboxView, cli
         _send(stack, client_tls, message)
     assert refused.value.smtp_code == 552
     assert sandbox.emails() == []
+
+
+def test_headers_too_large_for_one_frame_are_refused_not_retried_forever(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"v" * 900) for n in range(4000))  # ~3.6 MB of headers
+    message = b"From: ann@example.com\r\nTo: bob@example.net\r\nSubject: heavy\r\n" + headers + b"\r\nbody\r\n"
+    with smtplib.SMTP("127.0.0.1", stack.ports.smtp_starttls, timeout=120) as client:
+        client.starttls(context=client_tls)
+        client.login("demo@example.com", "demo-password")
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("ann@example.com", ["bob@example.net"], message)
+    assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (552, b"5.3.4")
+    assert sandbox.emails() == []

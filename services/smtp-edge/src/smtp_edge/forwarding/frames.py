@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from smtp_edge.mime import Address, ParsedMessage
 CHUNK_BYTES = 1024 * 1024
 # Bodies up to this size travel inside the first frame; larger ones are streamed like attachments.
 INLINE_BODY_BYTES = 512 * 1024
+# The first frame's ceiling: two inline bodies plus headers, well under gRPC's 4 MiB message limit.
+MAX_START_FRAME_BYTES = 3 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +45,19 @@ def _chunks(target: pb.ContentTarget.ValueType, data: bytes, index: int = 0) -> 
         )
 
 
+class HeadersTooLarge(Exception):
+    """Everything but the streamed content must fit one gRPC message; a message whose headers alone do not
+    (say, tens of thousands of addresses) is refused as too big rather than failing in transport every retry."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"message headers exceed {limit} bytes")
+        self.limit = limit
+
+
 def submission_frames(
     message: ParsedMessage, envelope: SmtpEnvelope, credentials: SmtpCredentials
 ) -> Iterator[pb.SubmitMessageRequest]:
+    """The frames to send; the first is built (and its size checked) at once, the content ones on demand."""
     text = message.text_body.encode("utf-8", "surrogatepass")
     html = message.html_body.encode("utf-8", "surrogatepass")
     text_inline = len(text) <= INLINE_BODY_BYTES
@@ -59,7 +72,7 @@ def submission_frames(
     )
     if message.from_ is not None:
         getattr(headers, "from").CopyFrom(_address(message.from_))
-    yield pb.SubmitMessageRequest(
+    start = pb.SubmitMessageRequest(
         start=pb.MessageStart(
             credentials=pb.Credentials(username=credentials.username, password=credentials.password),
             envelope=pb.Envelope(mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos)),
@@ -78,9 +91,15 @@ def submission_frames(
             ],
         )
     )
-    if not text_inline:
-        yield from _chunks(pb.CONTENT_TARGET_TEXT_BODY, text)
-    if not html_inline:
-        yield from _chunks(pb.CONTENT_TARGET_HTML_BODY, html)
+    if start.ByteSize() > MAX_START_FRAME_BYTES:
+        raise HeadersTooLarge(MAX_START_FRAME_BYTES)
+    return itertools.chain(
+        (start,), _content_frames(message, text if not text_inline else b"", html if not html_inline else b"")
+    )
+
+
+def _content_frames(message: ParsedMessage, text: bytes, html: bytes) -> Iterator[pb.SubmitMessageRequest]:
+    yield from _chunks(pb.CONTENT_TARGET_TEXT_BODY, text)
+    yield from _chunks(pb.CONTENT_TARGET_HTML_BODY, html)
     for index, part in enumerate(message.attachments):
         yield from _chunks(pb.CONTENT_TARGET_ATTACHMENT, part.data, index)

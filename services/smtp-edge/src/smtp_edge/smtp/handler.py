@@ -11,7 +11,7 @@ import structlog
 from aiosmtpd.smtp import AuthResult, Envelope
 
 from smtp_edge.forwarding.client import Answer, ForwarderClient
-from smtp_edge.forwarding.frames import SmtpEnvelope, submission_frames
+from smtp_edge.forwarding.frames import HeadersTooLarge, SmtpEnvelope, submission_frames
 from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
@@ -136,14 +136,17 @@ class GatewayHandler:
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
-        frames = submission_frames(
-            parsed,
-            SmtpEnvelope(
-                mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
-                rcpt_tos=tuple(envelope.rcpt_tos),
-            ),
-            session.credentials,
-        )
+        try:
+            frames = submission_frames(
+                parsed,
+                SmtpEnvelope(
+                    mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+                    rcpt_tos=tuple(envelope.rcpt_tos),
+                ),
+                session.credentials,
+            )
+        except HeadersTooLarge as too_large:
+            return f"552 5.3.4 Message headers too large (limit {too_large.limit} bytes)"
         started = time.perf_counter()
         # Shielded: a client that hangs up must not cancel a submission the API may already have accepted.
         forwarding = asyncio.ensure_future(self._forwarder.submit(frames, correlation_id=session.correlation_id))

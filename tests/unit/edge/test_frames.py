@@ -1,0 +1,48 @@
+"""Frames: the first carries everything but streamed content and must fit one gRPC message; content in <= 1 MiB."""
+
+from __future__ import annotations
+
+import pytest
+
+from smtp_edge.forwarding.frames import (
+    CHUNK_BYTES,
+    HeadersTooLarge,
+    SmtpCredentials,
+    SmtpEnvelope,
+    submission_frames,
+)
+from smtp_edge.mime import Address, AttachmentPart, ParsedMessage
+
+ENVELOPE = SmtpEnvelope("a@x.test", ("b@x.test",))
+CREDENTIALS = SmtpCredentials("u", "p")
+
+
+def parsed(**overrides: object) -> ParsedMessage:
+    values: dict[str, object] = {
+        "from_": Address("a@x.test", "A"),
+        "to": (Address("b@x.test"),),
+        "cc": (),
+        "reply_to": (),
+        "subject": "s",
+        "message_id": "<m@x.test>",
+        "text_body": "t",
+        "html_body": "",
+        "extra_headers": (),
+        "attachments": (),
+        "defects": (),
+    }
+    values.update(overrides)
+    return ParsedMessage(**values)  # type: ignore[arg-type]
+
+
+def test_content_is_chunked_and_small_bodies_ride_inline() -> None:
+    part = AttachmentPart("f.bin", "application/octet-stream", "", "attachment", b"x" * (2 * CHUNK_BYTES + 5))
+    frames = list(submission_frames(parsed(attachments=(part,)), ENVELOPE, CREDENTIALS))
+    assert frames[0].start.text_body == "t"
+    assert [len(f.chunk.data) for f in frames[1:]] == [CHUNK_BYTES, CHUNK_BYTES, 5]
+
+
+def test_headers_that_cannot_fit_one_frame_are_refused_up_front() -> None:
+    heavy = tuple((f"X-Filler-{n}", "v" * 1000) for n in range(4000))
+    with pytest.raises(HeadersTooLarge):
+        submission_frames(parsed(extra_headers=heavy), ENVELOPE, CREDENTIALS)
