@@ -55,12 +55,14 @@ typecheck: $(VENV)/.installed
 buf-lint: $(BUF)
 	$(BUF) lint
 
-# The proto package is a public API: compare with the last commit that had it.
+# The proto package is a public API: no change may break what was released (proto/BASELINE names the commit of
+# the released v1 API; move it only with a new major version) nor what the previous commit had.
 buf-breaking: $(BUF)
-	@base=$$(git rev-parse -q --verify HEAD~1 2>/dev/null); \
-	if [ -n "$$base" ] && git cat-file -e "$$base:buf.yaml" 2>/dev/null; then \
-		echo "buf breaking against $$base"; $(BUF) breaking --against ".git#ref=$$base"; \
-	else echo "buf breaking: no earlier commit with buf.yaml to compare with"; fi
+	@for base in $$(cat proto/BASELINE) $$(git rev-parse -q --verify HEAD~1 2>/dev/null); do \
+		if git cat-file -e "$$base:buf.yaml" 2>/dev/null; then \
+			echo "buf breaking against $$base"; $(BUF) breaking --against ".git#ref=$$base" || exit 1; \
+		else echo "buf breaking: $$base has no buf.yaml, skipped"; fi; \
+	done
 
 # The real third-party clients of the end-to-end matrix: Debian's swaks, php-cli + PHPMailer, ruby + the mail gem
 # (ActionMailer's delivery), and Nodemailer from npm.
