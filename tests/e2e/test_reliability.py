@@ -244,7 +244,9 @@ def test_saturation_answers_451_4_3_2_fast(reliability_stack: Stack, api: Sandbo
     accepted = [reply for reply, _ in results if reply.startswith("250")]
     assert busy, f"nothing was refused as busy: {results}"
     assert accepted, f"nothing got through: {results}"
-    assert all(took < 1.5 for _, took in busy), "a busy refusal must not wait for the slow API"
+    accepted_times = [took for reply, took in results if reply.startswith("250")]
+    # Measured side by side: a busy refusal must not wait for the slow API the accepted ones waited for.
+    assert max(took for _, took in busy) < min(accepted_times), results
     assert len(accepted) + len(busy) == len(tags)
     for tag, (reply, _) in zip(tags, results, strict=True):
         assert recorded(api, tag) == (1 if reply.startswith("250") else 0)
