@@ -218,3 +218,14 @@ def test_missing_message_id_is_generated_with_the_configured_domain() -> None:
 )
 def test_message_id_kept_or_repaired(header: bytes, expected: str) -> None:
     assert parse(header + b"\r\n\r\nbody").message_id == expected
+
+
+def test_python_folded_comma_after_a_bare_address_still_separates() -> None:
+    """Found by hypothesis: Python 3.11's folder writes the separator as an encoded word after a bare addr-spec."""
+    raw = (
+        b"From: 0@0.example\r\nTo: =?utf-8?b?MMKhwqHCoQ==?= <a@x.example>, b@x.example\r\n"
+        b" =?utf-8?q?=2C?= c@x.example\r\nSubject: s\r\n\r\nbody\r\n"
+    )
+    parsed = parse(raw)
+    assert [a.email for a in parsed.to] == ["a@x.example", "b@x.example", "c@x.example"]
+    assert parsed.to[0].name == "0\u00a1\u00a1\u00a1"

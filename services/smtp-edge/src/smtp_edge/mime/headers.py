@@ -40,8 +40,9 @@ _BARE_ID = re.compile(r"[^<>\s]+@[^<>\s]+")
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 _SPACES = re.compile(" {2,}")
 _BETWEEN_WORDS = re.compile(r"\?=[ \t]+(?==\?)")
-# Python's own folder (3.11, policy.SMTP) writes the comma after a long encoded display name as "=?utf-8?q?=2C?=".
-_ENCODED_COMMA = re.compile(r"(>[ \t]*)=\?[^?\s]+\?(?:[qQ]\?=2[cC]|[bB]\?LA==)\?=")
+# Python's own folder (3.11, policy.SMTP) writes the comma between addresses as "=?utf-8?q?=2C?=" when it folds
+# there: after "<addr>" or after a bare addr-spec. An encoded word that is nothing but a comma is that separator.
+_ENCODED_COMMA = re.compile(r"(>|[ \t])[ \t]*=\?[^?\s]+\?(?:[qQ]\?=2[cC]|[bB]\?LA==)\?=")
 
 
 class Defects:
