@@ -8,20 +8,9 @@ import respx
 
 from forwarder.api.client import CakemailClient
 from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable
-from forwarder.api.wire import Mailbox, OutgoingEmail
+from tests.unit.forwarder.samples import EMAIL
 
 BASE = "http://api.test"
-EMAIL = OutgoingEmail(
-    sender=Mailbox("a@x.test"),
-    envelope_from="a@x.test",
-    to=(Mailbox("b@x.test"),),
-    cc=(),
-    bcc=(),
-    subject="s",
-    text_body="t",
-    html_body="",
-    reply_to=None,
-)
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forwarder.api.wire import Mailbox, OutgoingAttachment, OutgoingEmail, email_body, email_payload
+from tests.unit.forwarder.samples import EMAIL
 
 texts = st.text(max_size=40)
 attachments = st.builds(
@@ -46,19 +48,7 @@ def test_streamed_body_is_the_payload(email: OutgoingEmail) -> None:
 
 def test_large_attachments_stream_in_bounded_pieces() -> None:
     big = OutgoingAttachment("big.bin", "application/octet-stream", "", False, bytearray(b"\x00" * 5_000_000))
-    email = OutgoingEmail(
-        sender=Mailbox("a@x.test"),
-        envelope_from="a@x.test",
-        to=(Mailbox("b@x.test"),),
-        cc=(),
-        bcc=(),
-        subject="s",
-        text_body="t",
-        html_body="",
-        reply_to=None,
-        attachments=(big,),
-    )
-    body = email_body(email)
+    body = email_body(dataclasses.replace(EMAIL, attachments=(big,)))
     pieces = list(body.chunks())
     assert max(len(p) for p in pieces) <= 1024 * 1024 + 64
     assert sum(len(p) for p in pieces) == body.length

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
-import structlog
 
 from forwarder.api import wire
 from forwarder.api.errors import (
@@ -16,8 +15,6 @@ from forwarder.api.errors import (
     ApiUnavailable,
 )
 from gateway_common.correlation import HTTP_HEADER as REQUEST_ID_HEADER
-
-log = structlog.get_logger(__name__)
 
 # Not sent (connect, pool) or answer lost (read, protocol): safe to repeat, as every call here is idempotent.
 _RETRYABLE_TRANSPORT_ERRORS = (httpx.TransportError,)

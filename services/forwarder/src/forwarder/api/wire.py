@@ -13,7 +13,6 @@ from typing import Any
 
 AUTH_PATH = "/v1/auth/validate"
 EMAILS_PATH = "/v1/emails"
-HEALTH_PATH = "/v1/health"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
@@ -93,34 +92,38 @@ _B64_CHUNK = 3 * 256 * 1024
 @dataclass(frozen=True, slots=True)
 class StreamedBody:
     """The JSON body of POST /v1/emails, produced in pieces so a 25 MB message is never held again as one
-    base64 string, one JSON string and one request buffer. `chunks()` can be called again for a retry."""
+    base64 string, one JSON string and one request buffer. `chunks()` can be called again for a retry.
+
+    `framing` holds the JSON around each attachment's base64 content: framing[i] comes before attachment i,
+    framing[-1] closes the document. It is built once; the length follows from it without encoding anything.
+    """
 
     email: OutgoingEmail
-    length: int
+    framing: tuple[bytes, ...]
+
+    @property
+    def length(self) -> int:
+        content = sum(4 * ((len(a.data) + 2) // 3) for a in self.email.attachments)
+        return sum(len(piece) for piece in self.framing) + content
 
     def chunks(self) -> Iterator[bytes]:
-        head = json.dumps(_payload_without_attachments(self.email), ensure_ascii=False).encode()
-        yield head[:-1] + b', "attachments": ['
-        for index, attachment in enumerate(self.email.attachments):
-            meta = json.dumps(_attachment_meta(attachment), ensure_ascii=False).encode()
-            yield (b", " if index else b"") + meta[:-1] + b', "content": "'
+        for before, attachment in zip(self.framing, self.email.attachments, strict=False):
+            yield before
             view = memoryview(attachment.data)
             for offset in range(0, len(view), _B64_CHUNK):
                 yield base64.b64encode(view[offset : offset + _B64_CHUNK])
-            yield b'"}'
-        yield b"]}"
+        yield self.framing[-1]
 
 
 def email_body(email: OutgoingEmail) -> StreamedBody:
-    length = 0
     head = json.dumps(_payload_without_attachments(email), ensure_ascii=False).encode()
-    length += len(head) - 1 + len(b', "attachments": [')
+    framing = [head[:-1] + b', "attachments": [']
     for index, attachment in enumerate(email.attachments):
         meta = json.dumps(_attachment_meta(attachment), ensure_ascii=False).encode()
-        length += (2 if index else 0) + len(meta) - 1 + len(b', "content": "')
-        length += 4 * ((len(attachment.data) + 2) // 3) + len(b'"}')
-    length += len(b"]}")
-    return StreamedBody(email, length)
+        framing[-1] += (b", " if index else b"") + meta[:-1] + b', "content": "'
+        framing.append(b'"}')
+    framing[-1] += b"]}"
+    return StreamedBody(email, tuple(framing))
 
 
 def _payload_without_attachments(email: OutgoingEmail) -> dict[str, Any]:

@@ -35,7 +35,8 @@ BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end w
 
 def has_bare_line_ending(raw: bytes) -> bool:
     """True when a CR or LF appears other than as part of CRLF."""
-    return raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n")
+    pairs = raw.count(b"\r\n")
+    return raw.count(b"\n") != pairs or raw.count(b"\r") != pairs
 
 
 def plausible_address(address: str) -> bool:
