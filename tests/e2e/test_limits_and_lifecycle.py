@@ -221,10 +221,6 @@ def test_allowlisted_ips_are_never_throttled(limits_stack: Stack, client_tls: ss
         assert client.login_plain("demo@example.com", "demo-password").code == 235
 
 
-def _issue_other_certificate(directory: Path) -> DevCertificate:
-    return ensure_dev_certificate(directory)
-
-
 def test_certificate_is_reloaded_without_dropping_connections(
     dev_certificate: DevCertificate, tmp_path: Path, client_tls: ssl.SSLContext
 ) -> None:
@@ -242,7 +238,7 @@ def test_certificate_is_reloaded_without_dropping_connections(
     try:
         old = WireClient.connect(stack.ports.smtp_implicit_tls, tls=client_tls)
         assert old.reply().code == 220
-        renewed = _issue_other_certificate(tmp_path / "renewed")
+        renewed = ensure_dev_certificate(tmp_path / "renewed")  # a new CA and leaf
         renewed_tls = ssl.create_default_context(cafile=str(renewed.ca_file))
         shutil.copy(renewed.key_file, live / "key.pem.new")
         shutil.copy(renewed.cert_file, live / "cert.pem.new")

@@ -54,9 +54,6 @@ BREAKER = {
 EDGE = {"FORWARDER_TIMEOUT_SECONDS": "4", "MAX_CONNECTIONS_PER_IP": "500"}
 
 
-Sandbox = SandboxView
-
-
 def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) -> Stack:
     return Stack(
         StackPorts.ephemeral(),
@@ -81,8 +78,8 @@ def breaker_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.Temp
 
 
 @pytest.fixture
-def api(reliability_stack: Stack) -> Iterator[Sandbox]:
-    sandbox = Sandbox(reliability_stack.sandbox_url)
+def api(reliability_stack: Stack) -> Iterator[SandboxView]:
+    sandbox = SandboxView(reliability_stack.sandbox_url)
     sandbox.reset()
     yield sandbox
     sandbox.reset()
@@ -107,11 +104,11 @@ async def send(stack: Stack, tls: Any, tag: str, user: tuple[str, str] = ("demo@
         return f"{refused.code} {refused.message}"
 
 
-def recorded(api: Sandbox, tag: str) -> int:
+def recorded(api: SandboxView, tag: str) -> int:
     return sum(1 for e in api.emails(content=False) if e["payload"]["subject"] == tag)
 
 
-def send_one(stack: Stack, tls: Any, api: Sandbox) -> tuple[str, int]:
+def send_one(stack: Stack, tls: Any, api: SandboxView) -> tuple[str, int]:
     tag = uuid.uuid4().hex
     reply = asyncio.run(send(stack, tls, tag))
     count = recorded(api, tag)
@@ -119,7 +116,7 @@ def send_one(stack: Stack, tls: Any, api: Sandbox) -> tuple[str, int]:
     return reply, count
 
 
-def test_a_503_is_retried_and_delivered_once(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_a_503_is_retried_and_delivered_once(reliability_stack: Stack, api: SandboxView, client_tls: Any) -> None:
     retries = forwarder_metric(reliability_stack, "forwarder_api_retries_total")
     api.faults({"emails": {"error_status": 503, "count": 1}})
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -128,7 +125,7 @@ def test_a_503_is_retried_and_delivered_once(reliability_stack: Stack, api: Sand
 
 
 def test_a_lost_response_is_retried_without_a_second_delivery(
-    reliability_stack: Stack, api: Sandbox, client_tls: Any
+    reliability_stack: Stack, api: SandboxView, client_tls: Any
 ) -> None:
     api.faults({"emails": {"accept_then_drop": True, "count": 1}})
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -136,13 +133,13 @@ def test_a_lost_response_is_retried_without_a_second_delivery(
     assert api.stats()["email_calls"] >= 2  # the first, whose answer was lost, and the retry the API deduplicated
 
 
-def test_a_dropped_connection_is_retried(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_a_dropped_connection_is_retried(reliability_stack: Stack, api: SandboxView, client_tls: Any) -> None:
     api.faults({"emails": {"drop_connection": True, "count": 1}})
     reply, count = send_one(reliability_stack, client_tls, api)
     assert reply.startswith("250") and count == 1
 
 
-def test_429_within_the_deadline_is_honoured(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_429_within_the_deadline_is_honoured(reliability_stack: Stack, api: SandboxView, client_tls: Any) -> None:
     api.faults({"emails": {"error_status": 429, "retry_after": 1, "count": 1}})
     started = time.monotonic()
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -150,7 +147,9 @@ def test_429_within_the_deadline_is_honoured(reliability_stack: Stack, api: Sand
     assert time.monotonic() - started >= 1.0  # it waited as the API asked
 
 
-def test_429_beyond_the_deadline_is_passed_on_at_once(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_429_beyond_the_deadline_is_passed_on_at_once(
+    reliability_stack: Stack, api: SandboxView, client_tls: Any
+) -> None:
     api.faults({"emails": {"error_status": 429, "retry_after": 60}})
     started = time.monotonic()
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -160,7 +159,7 @@ def test_429_beyond_the_deadline_is_passed_on_at_once(reliability_stack: Stack, 
 
 @pytest.mark.parametrize("status", [400, 413, 403])
 def test_permanent_refusals_are_not_retried(
-    reliability_stack: Stack, api: Sandbox, client_tls: Any, status: int
+    reliability_stack: Stack, api: SandboxView, client_tls: Any, status: int
 ) -> None:
     api.faults({"emails": {"error_status": status}})
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -169,7 +168,9 @@ def test_permanent_refusals_are_not_retried(
     assert api.stats()["email_calls"] == 1
 
 
-def test_a_hanging_api_gets_451_within_the_deadline(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_a_hanging_api_gets_451_within_the_deadline(
+    reliability_stack: Stack, api: SandboxView, client_tls: Any
+) -> None:
     api.faults({"emails": {"hang": True}})
     started = time.monotonic()
     reply, count = send_one(reliability_stack, client_tls, api)
@@ -179,7 +180,7 @@ def test_a_hanging_api_gets_451_within_the_deadline(reliability_stack: Stack, ap
 
 def test_the_breaker_opens_fails_fast_and_recovers(breaker_stack: Stack, client_tls: Any) -> None:
     reliability_stack = breaker_stack
-    api = Sandbox(breaker_stack.sandbox_url)
+    api = SandboxView(breaker_stack.sandbox_url)
     api.faults({"emails": {"error_status": 503}})
     for _ in range(2):  # each message makes up to 3 attempts: the breaker opens after 4 failures
         reply, _ = send_one(reliability_stack, client_tls, api)
@@ -204,7 +205,7 @@ def test_the_breaker_opens_fails_fast_and_recovers(breaker_stack: Stack, client_
 
 
 def test_concurrent_auths_for_one_user_make_one_token_call(
-    reliability_stack: Stack, api: Sandbox, client_tls: Any
+    reliability_stack: Stack, api: SandboxView, client_tls: Any
 ) -> None:
     api.faults({"auth": {"latency_ms": 500}})
 
@@ -227,7 +228,7 @@ def test_concurrent_auths_for_one_user_make_one_token_call(
     assert api.stats()["auth_calls"] == 1
 
 
-def test_saturation_answers_451_4_3_2_fast(reliability_stack: Stack, api: Sandbox, client_tls: Any) -> None:
+def test_saturation_answers_451_4_3_2_fast(reliability_stack: Stack, api: SandboxView, client_tls: Any) -> None:
     api.faults({"emails": {"latency_ms": 1500}})
     tags = [uuid.uuid4().hex for _ in range(8)]
 
