@@ -48,7 +48,7 @@ class ForwarderSettings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_timeout_seconds: float = Field(default=1.0, gt=0)
     delivery_record_retention_seconds: float = Field(default=86_400.0, gt=0)
-    delivery_record_max_entries: int = Field(default=200_000, gt=0)
+    delivery_record_max_entries: int = Field(default=100_000, gt=0)
 
     @field_validator("redis_url", mode="before")
     @classmethod

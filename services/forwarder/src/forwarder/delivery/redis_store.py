@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -22,6 +23,8 @@ from redis.exceptions import RedisError
 from forwarder.delivery.record import Claim, ClaimState, RecipientKey, RecordUnavailable
 
 DEFAULT_KEY_PREFIX = "smtp-gateway:delivery:v1"
+
+T = TypeVar("T")
 
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -109,7 +112,7 @@ class RedisDeliveryRecord:
         record = f"{self._prefix}:{{{key.digest()}}}"
         return [record, record + ":lease"]
 
-    async def _run(self, operation: Any) -> Any:
+    async def _run(self, operation: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self._deadline):
                 return await operation
