@@ -140,3 +140,16 @@ def test_with_cakemail_api_url_only_edge_and_forwarder_start_against_that_api(
     assert any(b"user" in body and b"example.test" in body for _, _, body in requests), requests
 
     assert run.interrupt() == 0
+
+
+def test_a_taken_port_stops_make_run_with_the_port_named(make_run: list[MakeRun], tmp_path: Path) -> None:
+    ports = StackPorts.ephemeral()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports.edge_http))
+        holder.listen()
+        run = MakeRun(port_settings(ports), tmp_path)
+        make_run.append(run)
+        assert run.wait_exit() == 1
+    assert f"smtp-edge HTTP (health, metrics) cannot listen on 127.0.0.1:{ports.edge_http}" in run.output
+    assert "make run: smtp-edge exited with 1" in run.output
+    assert "Traceback" not in run.output
