@@ -11,6 +11,7 @@ BUF := node_modules/.bin/buf
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
+	@echo "           (settings from the environment; CAKEMAIL_API_URL=... uses that API instead of the sandbox)"
 	@echo "make test   lint, type-check, buf lint and every test with coverage"
 
 run: $(VENV)/.installed

@@ -1,6 +1,14 @@
 """Starts sandbox, forwarder and edge as real processes on loopback, waits until each is ready, stops them.
 
 Used by `make run` and by the end-to-end tests, so the tests exercise exactly what a developer runs.
+
+Each service's environment is layered, later layers winning:
+1. the inherited environment (PATH, the venv, anything else);
+2. devstack's local defaults (listen on `host`, greet as `localhost`, the dev certificate, the services wired to
+   each other's ports);
+3. `settings`: the user's settings (`make run` passes its whole environment), so `SMTP_HOSTNAME=... make run`
+   is honoured. `CAKEMAIL_API_URL` here means a real API: no sandbox is started;
+4. explicit values: the ports of `StackPorts` and `extra_env`, so tests on ephemeral ports always get theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -21,10 +30,28 @@ from typing import IO
 from devstack.certs import DevCertificate
 
 
+class StackConfigError(ValueError):
+    """A setting `make run` cannot honour as given; the message says what to set instead."""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def connect_host(listen_host: str) -> str:
+    """Where a local client reaches a server listening on `listen_host` (a wildcard means loopback)."""
+    if listen_host in ("", "0.0.0.0"):  # noqa: S104 - a listen address, mapped to loopback here
+        return "127.0.0.1"
+    if listen_host == "::":
+        return "::1"
+    return listen_host
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` with an IPv6 literal in brackets, as URLs and gRPC targets want it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +67,41 @@ class StackPorts:
     def ephemeral(cls) -> StackPorts:
         return cls(*(free_port() for _ in range(6)))
 
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> StackPorts:
+        """`make run`'s ports: each service's own variable where the user set it, the local defaults elsewhere.
+
+        HTTP_PORT would name two ports here (the edge's and the forwarder's, on one host), so devstack reads
+        EDGE_HTTP_PORT and FORWARDER_HTTP_PORT instead and refuses a bare HTTP_PORT rather than ignore it.
+        """
+        if env.get("HTTP_PORT", "").strip():
+            raise StackConfigError(
+                "HTTP_PORT is set, but under `make run` the edge and the forwarder each serve HTTP on this host: "
+                "set EDGE_HTTP_PORT (default 8080) and/or FORWARDER_HTTP_PORT (default 8081) instead"
+            )
+        defaults = cls()
+
+        def port(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise StackConfigError(f"{name} must be a port number, not {raw!r}") from None
+            if not 0 < value < 65536:
+                raise StackConfigError(f"{name} must be a port number between 1 and 65535, not {value}")
+            return value
+
+        return cls(
+            smtp_starttls=port("SMTP_STARTTLS_PORT", defaults.smtp_starttls),
+            smtp_implicit_tls=port("SMTP_TLS_PORT", defaults.smtp_implicit_tls),
+            edge_http=port("EDGE_HTTP_PORT", defaults.edge_http),
+            forwarder_grpc=port("GRPC_PORT", defaults.forwarder_grpc),
+            forwarder_http=port("FORWARDER_HTTP_PORT", defaults.forwarder_http),
+            sandbox_http=port("SANDBOX_PORT", defaults.sandbox_http),
+        )
+
 
 @dataclass
 class ServiceProcess:
@@ -51,11 +113,16 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
+    @property
+    def environment(self) -> dict[str, str]:
+        """Exactly what the process is started with."""
+        return {**os.environ, **self.env}
+
     def start(self) -> None:
         self._log = self.log_path.open("ab") if self.log_path else None
         self.process = subprocess.Popen(  # noqa: S603 - our own modules, fixed arguments
             [sys.executable, "-m", self.module],
-            env={**os.environ, **self.env},
+            env=self.environment,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
             start_new_session=False,
@@ -104,65 +171,104 @@ class Stack:
         log_dir: Path | None = None,
         extra_env: dict[str, dict[str, str]] | None = None,
         host: str = "127.0.0.1",
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = ports
         self.certificate = certificate
         self.host = host
+        # A blank CAKEMAIL_API_URL means none: the sandbox, as when it is unset.
+        user = {k: v for k, v in (settings or {}).items() if k != "CAKEMAIL_API_URL" or v.strip()}
         extra = extra_env or {}
         common = {"PYTHONUNBUFFERED": "1"}
 
         def log_path(name: str) -> Path | None:
             return log_dir / f"{name}.log" if log_dir else None
 
-        self.sandbox = ServiceProcess(
-            "cakemail-sandbox",
-            "cakemail_sandbox",
-            {**common, "SANDBOX_HOST": host, "SANDBOX_PORT": str(ports.sandbox_http), **extra.get("sandbox", {})},
-            f"http://{host}:{ports.sandbox_http}/v1/health",
-            log_path("cakemail-sandbox"),
-        )
-        self.forwarder = ServiceProcess(
-            "forwarder",
-            "forwarder",
+        def layered(defaults: dict[str, str], explicit: dict[str, str]) -> dict[str, str]:
+            return {**defaults, **user, **common, **explicit}
+
+        self._sandbox: ServiceProcess | None = None
+        self._sandbox_url: str | None = None
+        api_url = user.get("CAKEMAIL_API_URL", "").strip()
+        if not api_url:
+            sandbox_env = layered(
+                {"SANDBOX_HOST": host}, {"SANDBOX_PORT": str(ports.sandbox_http), **extra.get("sandbox", {})}
+            )
+            api_url = self._sandbox_url = (
+                f"http://{host_port(connect_host(sandbox_env['SANDBOX_HOST']), ports.sandbox_http)}"
+            )
+            self._sandbox = ServiceProcess(
+                "cakemail-sandbox",
+                "cakemail_sandbox",
+                sandbox_env,
+                f"{api_url}/v1/health",
+                log_path("cakemail-sandbox"),
+            )
+        forwarder_env = layered(
+            {"GRPC_HOST": host, "HTTP_HOST": host, "CAKEMAIL_API_URL": api_url},
             {
-                **common,
-                "GRPC_HOST": host,
                 "GRPC_PORT": str(ports.forwarder_grpc),
-                "HTTP_HOST": host,
                 "HTTP_PORT": str(ports.forwarder_http),
-                "CAKEMAIL_API_URL": self.sandbox_url,
                 **extra.get("forwarder", {}),
             },
-            f"http://{host}:{ports.forwarder_http}/health/live",
-            log_path("forwarder"),
         )
-        self.edge = ServiceProcess(
-            "smtp-edge",
-            "smtp_edge",
+        #: Base URLs of the ops HTTP servers (health, metrics), as a local client reaches them.
+        self.forwarder_http_url = f"http://{host_port(connect_host(forwarder_env['HTTP_HOST']), ports.forwarder_http)}"
+        self.forwarder = ServiceProcess(
+            "forwarder", "forwarder", forwarder_env, f"{self.forwarder_http_url}/health/live", log_path("forwarder")
+        )
+        edge_env = layered(
             {
-                **common,
                 "SMTP_HOST": host,
-                "SMTP_STARTTLS_PORT": str(ports.smtp_starttls),
-                "SMTP_TLS_PORT": str(ports.smtp_implicit_tls),
-                "SMTP_HOSTNAME": "localhost",
                 "HTTP_HOST": host,
-                "HTTP_PORT": str(ports.edge_http),
-                "FORWARDER_ADDRESS": f"{host}:{ports.forwarder_grpc}",
+                # The dev certificate's name; a real deployment sets the name clients connect to.
+                "SMTP_HOSTNAME": "localhost",
+                "FORWARDER_ADDRESS": host_port(connect_host(forwarder_env["GRPC_HOST"]), ports.forwarder_grpc),
                 "TLS_CERT_FILE": str(certificate.cert_file),
                 "TLS_KEY_FILE": str(certificate.key_file),
+            },
+            {
+                "SMTP_STARTTLS_PORT": str(ports.smtp_starttls),
+                "SMTP_TLS_PORT": str(ports.smtp_implicit_tls),
+                "HTTP_PORT": str(ports.edge_http),
                 **extra.get("edge", {}),
             },
-            f"http://{host}:{ports.edge_http}/health/ready",
-            log_path("smtp-edge"),
         )
+        self.edge_http_url = f"http://{host_port(connect_host(edge_env['HTTP_HOST']), ports.edge_http)}"
+        self.edge = ServiceProcess(
+            "smtp-edge", "smtp_edge", edge_env, f"{self.edge_http_url}/health/ready", log_path("smtp-edge")
+        )
+
+    @property
+    def has_sandbox(self) -> bool:
+        return self._sandbox is not None
+
+    @property
+    def sandbox(self) -> ServiceProcess:
+        if self._sandbox is None:
+            raise RuntimeError(f"this stack calls the Cakemail API at {self.api_url}: it has no sandbox")
+        return self._sandbox
 
     @property
     def sandbox_url(self) -> str:
-        return f"http://{self.host}:{self.ports.sandbox_http}"
+        if self._sandbox_url is None:
+            raise RuntimeError(f"this stack calls the Cakemail API at {self.api_url}: it has no sandbox")
+        return self._sandbox_url
+
+    @property
+    def api_url(self) -> str:
+        """The Cakemail API the forwarder calls: the sandbox's, or the user's CAKEMAIL_API_URL."""
+        return self.forwarder.env["CAKEMAIL_API_URL"]
+
+    @property
+    def smtp_host(self) -> str:
+        """Where a local client reaches the edge's SMTP listeners."""
+        return connect_host(self.edge.env["SMTP_HOST"])
 
     @property
     def services(self) -> tuple[ServiceProcess, ...]:
-        return (self.sandbox, self.forwarder, self.edge)
+        """The processes of this stack, back to front (the order they start in)."""
+        return (*((self._sandbox,) if self._sandbox else ()), self.forwarder, self.edge)
 
     def start(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

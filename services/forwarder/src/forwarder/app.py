@@ -84,7 +84,7 @@ class ForwarderApp:
             self.grpc_server,
         )
         self.grpc_port = self.grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
-        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
+        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port, service="forwarder")
         self._stopping = False
 
     def _circuit_changed(self, old: BreakerState, new: BreakerState) -> None:

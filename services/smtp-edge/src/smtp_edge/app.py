@@ -68,7 +68,7 @@ class EdgeApp:
             self.metrics,
             self.admission,
         )
-        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port)
+        self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port, service="smtp-edge")
         self._stopping = False
 
     async def is_ready(self) -> bool:
