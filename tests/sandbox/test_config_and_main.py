@@ -40,9 +40,24 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = SandboxSettings()
 
     assert (settings.host, settings.port, settings.log_level) == ("127.0.0.1", 8090, "INFO")
-    assert settings.accounts == [DEMO_ACCOUNT]
-    assert (DEMO_ACCOUNT.username, DEMO_ACCOUNT.password) == ("demo@example.com", "demo-password")
-    assert (DEMO_ACCOUNT.account_id, DEMO_ACCOUNT.email) == ("acct-demo", "demo@example.com")
+    demo, mfa = settings.accounts
+    assert (demo.username, demo.password) == ("demo@example.com", "demo-password")
+    assert (demo.account_id, demo.email, demo.account_ids, demo.mfa) == (
+        "acct-demo",
+        "demo@example.com",
+        (1001, 1002),
+        False,
+    )
+    assert (mfa.username, mfa.password, mfa.account_ids, mfa.mfa) == ("mfa@example.com", "mfa-password", (2001,), True)
+    assert demo.model_copy(update={"senders": DEMO_ACCOUNT.senders}) == DEMO_ACCOUNT
+    confirmed = {sender.email for sender in demo.senders if sender.confirmed and sender.account_id == 1001}
+    assert {"demo@example.com", "ann@example.com", "a@example.com", "sender@example.com", "a@x.test"} <= confirmed
+    [unconfirmed] = [sender for sender in demo.senders if not sender.confirmed]
+    assert (unconfirmed.email, unconfirmed.account_id) == ("unconfirmed@example.com", 1001)
+    assert [sender.id for sender in demo.senders[:2]] == ["1", "2"], "sender ids are assigned in configuration order"
+    assert settings.rejected_recipients == ["rejected@example.com"]
+    assert (settings.mfa_code, settings.mfa_challenge_status) == ("123456", 401)
+    assert settings.refresh_token_expires_in == 30 * 24 * 3600
     assert settings.token_expires_in == 900
     assert settings.idempotency_ttl_seconds == 24 * 3600
     assert (settings.max_request_bytes, settings.max_attachment_bytes) == (35 * MIB, 10 * MIB)
