@@ -16,12 +16,15 @@ from tests.sandbox.conftest import (
     StartSandbox,
     bearer,
     conforms,
+    email_headers,
+    login,
     make_settings,
     recorded,
     send_v2,
     sender_id,
     stats,
     v2_token,
+    valid_email,
     valid_v2_email,
 )
 from tests.sandbox.test_v2_tokens import assert_detail
@@ -319,3 +322,15 @@ async def test_get_email_is_404_for_unknown_or_other_accounts_emails(
     assert_detail(unknown, 404, "not_found")
     assert_detail(other_account, 404, "not_found")
     assert assert_detail(not_uuid, 422, "value_error")["loc"] == ["path", "email_id"]
+
+
+async def test_v1_and_v2_records_share_the_inbox_oldest_first(client: httpx.AsyncClient, token: str, ann: str) -> None:
+    api_key = await login(client)
+    await client.post("/v1/emails", json=valid_email(), headers=email_headers(api_key))
+    await send_v2(client, token, valid_v2_email(ann))
+
+    v1, v2 = await recorded(client)
+
+    assert (v1["flavor"], v2["flavor"]) == ("v1", "v2")
+    assert set(v1) == {"flavor", "message_id", "account_id", "received_at", "request_id", "idempotency_key", "payload"}
+    assert (await stats(client))["emails_recorded"] == 2
