@@ -130,6 +130,9 @@ async def test_module_runs_from_env_and_stops_cleanly_on_sigterm(tmp_path: Path)
                     await asyncio.sleep(0.05)
             api_key = await login(http, {"username": "ann@shop.example", "password": "s3cret-ann"})
             sent = await http.post("/v1/emails", json=valid_email(), headers=email_headers(api_key, "k-main"))
+            pair = (await http.post("/token", data={"username": "ann@shop.example", "password": "s3cret-ann"})).json()
+            v2_headers = {"Authorization": f"Bearer {pair['access_token']}"}
+            refused = await http.post("/v2/emails", json={"email": "x@example.com"}, headers=v2_headers)
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), timeout=10)
     finally:
@@ -138,13 +141,22 @@ async def test_module_runs_from_env_and_stops_cleanly_on_sigterm(tmp_path: Path)
             await process.wait()
 
     assert sent.status_code == 200
+    assert refused.status_code == 422
     assert code == 0, log_path.read_text()
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     events = {line.get("message") for line in lines}
-    assert {"auth.accepted", "email.recorded"} <= events
+    assert {"auth.accepted", "email.recorded", "token.issued", "v2_email.invalid"} <= events
     assert all(line.get("service") == "cakemail-sandbox" for line in lines)
     text = log_path.read_text()
-    for secret in ("s3cret-ann", "s3cret-bob", api_key, "Hi Bob", "aGVsbG8="):
+    for secret in (
+        "s3cret-ann",
+        "s3cret-bob",
+        api_key,
+        pair["access_token"],
+        pair["refresh_token"],
+        "Hi Bob",
+        "aGVsbG8=",
+    ):
         assert secret not in text, "no passwords, api keys or message content in the logs"
 
 

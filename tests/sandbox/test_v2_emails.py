@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -334,3 +335,22 @@ async def test_v1_and_v2_records_share_the_inbox_oldest_first(client: httpx.Asyn
     assert (v1["flavor"], v2["flavor"]) == ("v1", "v2")
     assert set(v1) == {"flavor", "message_id", "account_id", "received_at", "request_id", "idempotency_key", "payload"}
     assert (await stats(client))["emails_recorded"] == 2
+
+
+async def test_large_attachments_are_validated_too(start_sandbox: StartSandbox) -> None:
+    server = await start_sandbox(make_settings())
+    blob = base64.b64encode(bytes(range(256)) * 2048).decode()  # 512 KiB decoded: validated off the event loop
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        token = await v2_token(http)
+        ann = await sender_id(http, token, "ann@example.com")
+        good = await send_v2(
+            http, token, valid_v2_email(ann, attachment={"filename": "big.png", "type": "png", "content": blob})
+        )
+        bad = await send_v2(
+            http, token, valid_v2_email(ann, attachment={"filename": "big.png", "type": "png", "content": blob + "="})
+        )
+        [record] = await recorded(http, content=False)
+
+    assert good.status_code == 201
+    assert record["payload"]["attachment"]["size"] == 512 * 1024
+    assert assert_detail(bad, 422, "string_pattern_mismatch")["loc"] == ["body", "attachment", "content"]
