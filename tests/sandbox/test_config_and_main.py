@@ -16,6 +16,7 @@ import pytest
 
 from cakemail_sandbox.config import DEMO_ACCOUNT, MIB, SandboxSettings
 from cakemail_sandbox.server import SandboxServer
+from gateway_common.ops_http import PortUnavailable
 from tests.sandbox.conftest import (
     DEMO_CREDENTIALS,
     StartSandbox,
@@ -89,9 +90,27 @@ async def test_a_busy_port_fails_start_with_a_clear_error() -> None:
         busy.listen()
         server = SandboxServer(make_settings(port=busy.getsockname()[1]))
 
-        with pytest.raises(RuntimeError, match="could not start"):
+        port = busy.getsockname()[1]
+        with pytest.raises(PortUnavailable, match=f"cannot listen on 127.0.0.1:{port}: address already in use"):
             await server.start()
         await server.stop()  # harmless after a failed start
+
+
+async def test_the_module_exits_1_naming_the_busy_port(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "SANDBOX_HOST": "127.0.0.1", "SANDBOX_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cakemail_sandbox", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        async with asyncio.timeout(30):
+            output, _ = await process.communicate()
+
+    assert process.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in output.decode()
+    assert "Traceback" not in output.decode()
 
 
 def _free_port() -> int:

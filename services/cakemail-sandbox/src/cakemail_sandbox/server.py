@@ -20,6 +20,8 @@ from fastapi import FastAPI
 
 from cakemail_sandbox.app import create_app, sandbox_state
 from cakemail_sandbox.config import SandboxSettings
+from gateway_common.lifecycle import EXIT_CANNOT_START
+from gateway_common.ops_http import PortUnavailable, start_guarded
 
 log = structlog.get_logger(__name__)
 
@@ -63,31 +65,10 @@ class SandboxServer:
         return f"http://{self.settings.host}:{self.port}"
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Returns once the socket listens (or raises: bind failure, or not started within `timeout`)."""
-        task = self._task = asyncio.create_task(self._serve(), name="cakemail-sandbox")
-        try:
-            async with asyncio.timeout(timeout):
-                while not self._server.started:
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("sandbox stopped before it started")
-                    await asyncio.sleep(0.005)
-        except BaseException:
-            self._task = None
-            task.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
-            raise
+        """Returns once the socket listens; raises PortUnavailable (naming the address) or TimeoutError."""
+        self._task = await start_guarded(self._server, "cakemail-sandbox HTTP (API, health, metrics)", timeout)
         self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
         log.info("sandbox.started", url=self.base_url)
-
-    async def _serve(self) -> None:
-        try:
-            await self._server.serve()
-        except SystemExit as exc:
-            # uvicorn calls sys.exit on a bind failure (after logging why); in a task that would stop the whole loop.
-            where = f"{self.settings.host}:{self.settings.port}"
-            raise RuntimeError(f"sandbox could not start on {where} (exit {exc.code})") from None
 
     async def wait(self) -> None:
         """Returns when the server stops (for whatever reason)."""
@@ -116,7 +97,11 @@ async def serve(settings: SandboxSettings) -> None:
     stop = asyncio.Event()
     handled = (signal.SIGTERM, signal.SIGINT)
     server = SandboxServer(settings)
-    await server.start()
+    try:
+        await server.start()
+    except PortUnavailable as exc:
+        log.error("cannot start", reason=str(exc))
+        raise SystemExit(EXIT_CANNOT_START) from None
     for sig in handled:
         loop.add_signal_handler(sig, stop.set)
     waiters = [asyncio.ensure_future(server.wait()), asyncio.ensure_future(stop.wait())]
