@@ -205,28 +205,6 @@ def test_overlong_data_line_gets_500_and_the_session_goes_on(
     assert len(sandbox.emails()) == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        b"Subject: smuggle\r\n\r\nhello\n.\nMAIL FROM:<evil@x.test>\r\n.\r\n",
-        b"Subject: smuggle\r\n\r\nhello\r\n.\nRCPT TO:<evil@x.test>\r\n.\r\n",
-        b"Subject: cr\r\n\r\nhello\rworld\r\n.\r\n",
-    ],
-)
-def test_bare_line_endings_are_refused_and_nothing_is_sent(
-    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext, body: bytes
-) -> None:
-    with open_session(stack.ports.smtp_starttls, client_tls) as client:
-        client.cmd("MAIL FROM:<ann@example.com>")
-        client.cmd("RCPT TO:<bob@example.net>")
-        assert client.cmd("DATA").code == 354
-        client.send(body)
-        reply = client.reply()
-        assert (reply.code, reply.enhanced()) == (550, "5.6.0")
-        assert client.cmd("NOOP").code == 250  # one reply for the whole DATA: nothing was smuggled
-    assert sandbox.emails() == []
-
-
 def test_smtputf8_addresses_and_headers(stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext) -> None:
     with open_session(stack.ports.smtp_starttls, client_tls) as client:
         assert client.cmd("MAIL FROM:<j\u00f6rg@b\u00fccher.example> SMTPUTF8 BODY=8BITMIME".encode()).code == 250
