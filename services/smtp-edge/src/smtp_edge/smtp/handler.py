@@ -30,9 +30,7 @@ class TransactionLimits:
 
 
 NULL_SENDER = "<>"
-NO_SENDER = (
-    "550 5.6.0 Message has no sender: add a From: header (MAIL FROM:<> leaves the message without any other sender)"
-)
+NO_SENDER = "550 5.6.0 Message has no sender: add a From: header (MAIL FROM:<> is empty)"
 
 
 def plausible_address(address: str) -> bool:
