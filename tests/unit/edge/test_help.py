@@ -6,10 +6,10 @@ import pytest
 
 from smtp_edge.smtp.help import SessionState, available_commands, help_reply
 
-BEFORE_TLS = SessionState(tls=False, ehlo=True, helo_only=False, authenticated=False)
-TLS = SessionState(tls=True, ehlo=True, helo_only=False, authenticated=False)
-HELO_ONLY = SessionState(tls=True, ehlo=False, helo_only=True, authenticated=False)
-AUTHENTICATED = SessionState(tls=True, ehlo=True, helo_only=False, authenticated=True)
+BEFORE_TLS = SessionState(tls=False, helo_only=False, authenticated=False)
+TLS = SessionState(tls=True, helo_only=False, authenticated=False)
+HELO_ONLY = SessionState(tls=True, helo_only=True, authenticated=False)
+AUTHENTICATED = SessionState(tls=True, helo_only=False, authenticated=True)
 
 
 @pytest.mark.parametrize(

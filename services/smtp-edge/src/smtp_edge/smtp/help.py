@@ -30,7 +30,6 @@ BEFORE_STARTTLS = ("EHLO", "NOOP", "QUIT", "STARTTLS")
 @dataclass(frozen=True, slots=True)
 class SessionState:
     tls: bool
-    ehlo: bool
     helo_only: bool  # HELO without EHLO: no ESMTP, so no AUTH
     authenticated: bool
 

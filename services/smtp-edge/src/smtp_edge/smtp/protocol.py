@@ -208,7 +208,6 @@ class GatewaySMTP(SMTP):
         session = self.session
         return SessionState(
             tls=self._tls_protocol is not None,
-            ehlo=bool(session is not None and session.extended_smtp),
             helo_only=bool(session is not None and session.host_name and not session.extended_smtp),
             authenticated=bool(session is not None and session.authenticated),
         )
