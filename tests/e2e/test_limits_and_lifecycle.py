@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import struct
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from devstack.certs import DevCertificate, ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
-from tests.conftest import SandboxView
+from tests.conftest import SandboxView, metric
 from tests.smtp_wire import Reply, WireClient
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +37,7 @@ LIMITS = {
     "AUTH_FAILURE_COOLDOWN_SECONDS": "2",
     "AUTH_THROTTLE_ALLOWLIST": "198.51.100.0/24",
     "COMMAND_TIMEOUT_SECONDS": "3",
+    "BARE_NEWLINE": "reject",
 }
 
 
@@ -96,6 +99,7 @@ def login(stack: Stack, tls: ssl.SSLContext, src: str, password: str = "demo-pas
 
 
 def test_size_limits(limits_stack: Stack, limits_sandbox: SandboxView, client_tls: ssl.SSLContext) -> None:
+    counted_before = metric(limits_stack.ports.edge_http, "smtp_messages_total", code="552")
     client, reply = login(limits_stack, client_tls, "203.0.113.10")
     with client:
         assert reply.code == 235
@@ -120,6 +124,85 @@ def test_size_limits(limits_stack: Stack, limits_sandbox: SandboxView, client_tl
         refused = client.reply()
         assert refused.code == 552 and refused.enhanced() == "5.3.4" and "big.bin" in refused.last
     assert limits_sandbox.emails() == []
+    # Both DATA refusals are DATA outcomes: the size one (made while reading) as well as the parser's.
+    assert metric(limits_stack.ports.edge_http, "smtp_messages_total", code="552") == counted_before + 2
+
+
+def send_message(client: WireClient, data: bytes) -> Reply:
+    assert client.cmd("MAIL FROM:<ann@example.com>").code == 250
+    assert client.cmd("RCPT TO:<bob@example.net>").code == 250
+    assert client.cmd("DATA").code == 354
+    client.send(data)
+    return client.reply()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"latency_ms": 6000}, {"error_status": 429, "retry_after": 5, "count": 1}],
+    ids=["api-takes-6s", "429-retry-after-5s"],
+)
+def test_a_slow_api_longer_than_the_command_timeout_gets_one_outcome(
+    limits_stack: Stack, limits_sandbox: SandboxView, client_tls: ssl.SSLContext, fault: dict[str, int]
+) -> None:
+    """COMMAND_TIMEOUT_SECONDS is 3 here: waiting for the forwarder is the server's turn, no idle timer runs."""
+    client, reply = login(limits_stack, client_tls, "203.0.113.60")
+    with client:
+        assert reply.code == 235
+        limits_sandbox.faults({"emails": fault})
+        try:
+            accepted = send_message(client, f"Subject: slow {uuid.uuid4().hex}\r\n\r\nbody\r\n.\r\n".encode())
+        finally:
+            limits_sandbox.faults({})
+        assert accepted.code == 250, accepted  # not 421 4.4.2 for a message that was delivered
+        assert client.cmd("NOOP").code == 250  # the session goes on, its idle timer running again
+        timeout = client.reply()  # ... and idle, it still times out
+        assert (timeout.code, timeout.enhanced()) == (421, "4.4.2")
+    assert len(limits_sandbox.emails()) == 1
+
+
+def test_a_slow_credential_check_is_not_an_idle_client(
+    limits_stack: Stack, limits_sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    client, greeting = connect(limits_stack, client_tls, "198.51.100.60")  # allowlisted: never throttled
+    with client:
+        assert greeting.code == 220
+        client.cmd("EHLO client.test")
+        client.starttls(client_tls)
+        client.cmd("EHLO client.test")
+        limits_sandbox.faults({"auth": {"latency_ms": 5000}})
+        try:
+            # A password never seen before: no cached answer, the API is asked (and takes 5 s).
+            reply = client.login_plain("demo@example.com", f"wrong-{uuid.uuid4().hex}")
+        finally:
+            limits_sandbox.faults({})
+        assert (reply.code, reply.enhanced()) == (535, "5.7.8")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Subject: lf\n\nhello\n\r\n.\r\n",
+        b"Subject: smuggle\r\n\r\nhello\n.\nMAIL FROM:<evil@x.test>\r\n.\r\n",
+        b"Subject: cr\r\n\r\nhello\rworld\r\n.\r\n",
+    ],
+)
+def test_bare_newline_reject_refuses_bare_line_endings(
+    limits_stack: Stack, limits_sandbox: SandboxView, client_tls: ssl.SSLContext, body: bytes
+) -> None:
+    """BARE_NEWLINE=reject (set for this stack): the strict stance, today's Postfix `reject`."""
+    counted_before = metric(limits_stack.ports.edge_http, "smtp_messages_total", code="550")
+    client, reply = login(limits_stack, client_tls, "203.0.113.61")
+    with client:
+        assert reply.code == 235
+        refused = send_message(client, body)
+        assert (refused.code, refused.last) == (
+            550,
+            "5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)",
+        )
+        assert client.cmd("NOOP").code == 250  # one reply for the whole DATA: nothing was smuggled
+        assert send_message(client, b"Subject: crlf\r\n\r\nfine\r\n.\r\n").code == 250
+    assert [e["payload"]["subject"] for e in limits_sandbox.emails()] == ["crlf"]
+    assert metric(limits_stack.ports.edge_http, "smtp_messages_total", code="550") == counted_before + 1
 
 
 def test_recipient_limit(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
@@ -303,5 +386,58 @@ def test_sigterm_drains_sessions_and_cuts_no_accepted_data(
         assert stack.edge.process.wait(30) == 0
         [record] = sandbox.emails()
         assert record["payload"]["text_body"] == "first half\nsecond half\n"
+    finally:
+        stack.stop()
+
+
+def test_a_rolling_update_gives_smtplib_users_no_error_for_delivered_mail(
+    dev_certificate: DevCertificate, tmp_path: Path, client_tls: ssl.SSLContext
+) -> None:
+    """Python's `with smtplib.SMTP(...)` raises on any QUIT reply but 221: while the edge drains, a client whose
+    message was accepted must still get 221 for its QUIT."""
+    stack = Stack(StackPorts.ephemeral(), dev_certificate, log_dir=tmp_path)
+    stack.start()
+    try:
+        sandbox = SandboxView(stack.sandbox_url)
+        assert stack.edge.process is not None
+        ready = f"http://127.0.0.1:{stack.ports.edge_http}/health/ready"
+
+        def client() -> smtplib.SMTP:
+            smtp = smtplib.SMTP("127.0.0.1", stack.ports.smtp_starttls, timeout=30)
+            smtp.starttls(context=client_tls)
+            smtp.login("demo@example.com", "demo-password")
+            return smtp
+
+        other = WireClient.connect(stack.ports.smtp_starttls)
+        assert other.reply().code == 220
+        with client() as done_before, client() as in_flight:
+            # One client got its 250 just before SIGTERM and is about to QUIT ...
+            done_before.sendmail("ann@example.com", ["bob@example.net"], b"Subject: before\r\n\r\nfirst\r\n")
+            # ... another's message is being forwarded (a slow API) when SIGTERM arrives.
+            sandbox.faults({"emails": {"latency_ms": 1500}})
+            in_flight.mail("ann@example.com")
+            in_flight.rcpt("bob@example.net")
+            in_flight.putcmd("data")
+            assert in_flight.getreply()[0] == 354
+            in_flight.send(b"Subject: in flight\r\n\r\nsecond\r\n.\r\n")
+            stack.edge.process.send_signal(signal.SIGTERM)
+
+            def draining() -> bool:
+                try:
+                    urllib.request.urlopen(ready, timeout=5).close()
+                except urllib.error.HTTPError as error:
+                    return error.code == 503
+                return False
+
+            wait_until(draining, what="the edge to start draining")
+            assert done_before.docmd("QUIT")[0] == 221
+            noop = other.cmd("NOOP")  # any other command while draining: goodbye
+            assert (noop.code, noop.enhanced()) == (421, "4.3.2")
+            assert other.closed_by_server()
+            other.close()
+            assert in_flight.getreply()[0] == 250  # the message being forwarded gets its answer
+        # Leaving `with` sent QUIT on `in_flight`: a 221 (anything else would have raised here).
+        assert stack.edge.process.wait(30) == 0
+        assert sorted(e["payload"]["subject"] for e in sandbox.emails()) == ["before", "in flight"]
     finally:
         stack.stop()

@@ -1,12 +1,15 @@
-"""Bulk DATA reading: end-of-data detection across piece boundaries, dot-unstuffing and line limits."""
+"""Bulk DATA reading: end-of-data detection across piece boundaries, line-ending normalisation, dot-unstuffing and
+line limits."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from smtp_edge.smtp.data_reader import DataProblem, finish, read_data
+from smtp_edge.smtp.data_reader import BareNewline, DataProblem, finish, normalize_line_endings, read_data
 
 
 @pytest.mark.parametrize(
@@ -68,3 +71,76 @@ async def test_too_much_data_is_read_to_the_end_and_refused() -> None:
 async def test_a_dropped_connection_is_a_reset() -> None:
     with pytest.raises(ConnectionResetError):
         await _read([b"partial message\r\n"])
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [
+        (b"a\r\nb\r\n", None),
+        (b"", None),
+        (b"a\nb\r\n", b"a\r\nb\r\n"),
+        (b"a\rb\r\n", b"a\r\nb\r\n"),
+        (b"a\r\n.\nMAIL FROM:<x>\r\n", b"a\r\n.\r\nMAIL FROM:<x>\r\n"),
+        (b"a\r\r\n", b"a\r\n\r\n"),
+        (b"a\n\r\n", b"a\r\n\r\n"),
+        (b"\n\n\r\r", b"\r\n\r\n\r\n\r\n"),
+        (b"a\n\rb", b"a\r\n\r\nb"),  # LF then CR: two line ends, not one reversed CRLF
+    ],
+)
+def test_normalize_line_endings(raw: bytes, normalized: bytes | None) -> None:
+    result = normalize_line_endings(bytearray(raw))
+    assert (None if result is None else bytes(result)) == normalized
+
+
+# Each wire form of "a line, a lone dot, a line" that is NOT <CRLF>.<CRLF>; read_data gets the bytes up to the real
+# end of data. The dot line is unstuffed like every other line (it becomes empty) and the text after it stays.
+NOT_END_OF_DATA = [b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\n", b"\n.\r\n"]
+
+
+@pytest.mark.parametrize("sequence", NOT_END_OF_DATA, ids=lambda s: repr(s).replace("\\", "/"))
+async def test_bare_dot_sequences_never_end_data(sequence: bytes) -> None:
+    wire = b"Subject: s\r\n\r\nhello" + sequence + b"MAIL FROM:<evil@x.test>\r\nRCPT TO:<e@x.test>\r\n.\r\nNOOP\r\n"
+    content, problem, rest = await _read([wire])
+    assert problem is None and rest == b"NOOP\r\n"
+    assert content == b"Subject: s\r\n\r\nhello\r\n\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<e@x.test>\r\n"
+
+
+@pytest.mark.parametrize(
+    ("collected", "content"),
+    [
+        # smtplib's sendmail(bytes) with an LF-only message: last line's LF, then smtplib's CRLF, then ".CRLF".
+        (b"\r\nSubject: x\n\nbody\n\r\n.\r\n", b"Subject: x\r\n\r\nbody\r\n"),
+        (b"\r\nSubject: x\n\n..dot\nbody\n\r\n.\r\n", b"Subject: x\r\n\r\n.dot\r\nbody\r\n"),
+        (b"\r\nSubject: x\r\n\nbody\r\n.\r\n", b"Subject: x\r\n\r\nbody\r\n"),  # mixed
+        (b"\r\nbody\r\n\r\n.\r\n", b"body\r\n\r\n"),  # a CRLF-only empty last line stays
+        (b"\r\nbody\rmore\r\n.\r\n", b"body\r\nmore\r\n"),  # bare CR: a line end too
+        (b"\r\nbody\r.x\r\n.\r\n", b"body\r\nx\r\n"),  # ... so a dot after it is unstuffed like any line's
+    ],
+)
+def test_finish_normalizes_line_endings(collected: bytes, content: bytes) -> None:
+    outcome = finish(bytearray(collected))
+    assert (outcome.content, outcome.problem) == (content, None)
+
+
+def test_the_line_length_check_sees_normalized_lines() -> None:
+    lf_lines = b"\r\n" + (b"x" * 998 + b"\n") * 3 + b"\r\n.\r\n"  # each line fits once its LF is a line end
+    assert finish(bytearray(lf_lines)).problem is None
+    assert finish(bytearray(b"\r\n" + b"x" * 600 + b"\r" + b"y" * 600 + b"\r\n.\r\n")).problem is None
+    assert finish(bytearray(b"\r\n" + b"x" * 1001 + b"\n\r\n.\r\n")).problem is DataProblem.LINE_TOO_LONG
+
+
+@pytest.mark.parametrize("collected", [b"\r\na\nb\r\n.\r\n", b"\r\na\rb\r\n.\r\n", b"\r\nhello\n\r\n.\r\n"])
+def test_reject_mode_refuses_bare_line_endings(collected: bytes) -> None:
+    outcome = finish(bytearray(collected), BareNewline.REJECT)
+    assert (outcome.content, outcome.problem) == (b"", DataProblem.BARE_LINE_ENDING)
+    clean = finish(bytearray(b"\r\na\r\n..b\r\n.\r\n"), BareNewline.REJECT)
+    assert (clean.content, clean.problem) == (b"a\r\n.b\r\n", None)
+
+
+@given(st.lists(st.sampled_from([b"a", b"b", b".", b" ", b"\r", b"\n", b"\r\n", b".."]), max_size=40))
+def test_normalized_content_has_crlf_line_endings_only(pieces: list[bytes]) -> None:
+    outcome = finish(bytearray(b"\r\n" + b"".join(pieces) + b"\r\n.\r\n"))
+    assert outcome.problem is None
+    text = outcome.content
+    assert text.count(b"\r") == text.count(b"\n") == text.count(b"\r\n")
+    assert text.endswith(b"\r\n") or text == b""

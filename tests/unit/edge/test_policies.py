@@ -7,7 +7,7 @@ import pytest
 from smtp_edge.policy.admission import Admission
 from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle, parse_allowlist
 from smtp_edge.policy.connection_limits import REFUSED_PER_IP, REFUSED_TOTAL, ConnectionLimiter
-from smtp_edge.smtp.handler import has_bare_line_ending, plausible_address
+from smtp_edge.smtp.handler import plausible_address
 
 
 class Clock:
@@ -98,22 +98,6 @@ def test_admission_refuses_throttled_ips_without_taking_a_slot() -> None:
         admission.auth_throttle.record_failure("9.9.9.9")
     assert admission.admit("9.9.9.9") == THROTTLED
     assert admission.connections.open_connections == 0
-
-
-@pytest.mark.parametrize(
-    ("raw", "bare"),
-    [
-        (b"a\r\nb\r\n", False),
-        (b"", False),
-        (b"a\nb\r\n", True),
-        (b"a\rb\r\n", True),
-        (b"a\r\n.\nMAIL FROM:<x>\r\n", True),
-        (b"a\r\r\n", True),
-        (b"a\n\r\n", True),
-    ],
-)
-def test_bare_line_endings(raw: bytes, bare: bool) -> None:
-    assert has_bare_line_ending(raw) is bare
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,7 @@ class EdgeApp:
                 size_limit=settings.message_size_limit,
                 command_timeout=settings.command_timeout_seconds,
                 proxy_protocol_timeout=settings.proxy_protocol_timeout_seconds if settings.proxy_protocol else None,
+                bare_newline=settings.bare_newline,
             ),
             self.handler,
             tls,

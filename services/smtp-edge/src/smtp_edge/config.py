@@ -7,6 +7,8 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from smtp_edge.smtp.data_reader import BareNewline
+
 
 class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -31,6 +33,9 @@ class EdgeSettings(BaseSettings):
     message_size_limit: int = Field(default=26_214_400, gt=0)
     max_attachment_bytes: int = Field(default=10_485_760, gt=0)
     max_recipients: int = Field(default=100, gt=0)
+    # A CR or LF outside CRLF inside DATA: "normalize" makes it a line end (Postfix 3.9's default), "reject" refuses
+    # the message with 550 5.6.0. End of data is <CRLF>.<CRLF> either way (docs/smtp.md).
+    bare_newline: BareNewline = BareNewline.NORMALIZE
     # RFC 5321 4.5.3.2: a server should wait at least 5 minutes for the next command.
     command_timeout_seconds: float = Field(default=300.0, gt=0)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)

@@ -2,8 +2,14 @@
 
 aiosmtpd reads DATA one line at a time through a 1 KiB-limited StreamReader: about 270,000 Python iterations and
 thousands of transport pauses for a 20 MB message, on the event loop every other session shares. Here the reader
-looks for the end-of-data sequence itself (`readuntil`, in C) over pieces of up to 1 MiB, and the line-length
-check and dot-unstuffing are single C-speed passes over the whole message. Replies stay aiosmtpd's.
+looks for the end-of-data sequence itself (`readuntil`, in C) over pieces of up to 1 MiB, and the line-ending
+normalisation, the line-length check and dot-unstuffing are single C-speed passes over the whole message. Replies
+stay aiosmtpd's.
+
+Line endings (docs/smtp.md): DATA ends only at <CRLF>.<CRLF> as sent on the wire. Inside the message a bare LF or a
+bare CR is, by default, a line end like CRLF (Postfix's `smtpd_forbid_bare_newline = normalize`, and what Python's
+email parser does with them anyway), so the line-length check, dot-unstuffing and the MIME parser all see the same
+lines; `BARE_NEWLINE=reject` refuses such messages instead.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import asyncio
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 END_OF_DATA = b"\r\n.\r\n"
 # RFC 5321 4.5.3.1.6: 1000 octets with CRLF, plus one for a transparent dot; [^\n] counts the CR. Anchored at
@@ -21,9 +27,17 @@ _OVERLONG_LINE = re.compile(rb"(?m)^[^\n]{1001}")
 _PIECE_LIMIT = 1024 * 1024
 
 
+class BareNewline(StrEnum):
+    """What a CR or LF outside CRLF inside DATA means (`BARE_NEWLINE`)."""
+
+    NORMALIZE = "normalize"
+    REJECT = "reject"
+
+
 class DataProblem(Enum):
     LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
     TOO_MUCH_DATA = "552 Error: Too much mail data"
+    BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,19 +46,48 @@ class DataOutcome:
     problem: DataProblem | None
 
 
-def finish(collected: bytearray) -> DataOutcome:
+def normalize_line_endings(data: bytearray) -> bytearray | None:
+    """Every bare LF and bare CR (not part of CRLF) becomes CRLF: C-speed passes, none when there is nothing to do
+    (the common case costs three counts). None when `data` already had CRLF line endings only."""
+    pairs = data.count(b"\r\n")
+    bare_lf = data.count(b"\n") != pairs
+    bare_cr = data.count(b"\r") != pairs
+    if not bare_lf and not bare_cr:
+        return None
+    lf_only = data.replace(b"\r\n", b"\n")
+    if bare_cr:
+        lf_only = lf_only.replace(b"\r", b"\n")
+    return lf_only.replace(b"\n", b"\r\n")
+
+
+def finish(collected: bytearray, bare_newline: BareNewline = BareNewline.NORMALIZE) -> DataOutcome:
     """Pure: `collected` is CRLF + the dot-stuffed lines + ".CRLF" (as read); returns the message as sent."""
-    del collected[-3:]  # the final ".\r\n"
+    del collected[-3:]  # the final ".\r\n"; `collected` now ends with the CRLF that ended the last line
+    if bare_newline is BareNewline.REJECT:
+        if normalize_line_endings(collected) is not None:
+            return DataOutcome(b"", DataProblem.BARE_LINE_ENDING)
+    else:
+        # A last line ended by a bare LF right before <CRLF>.<CRLF>: the CRLF is the terminator's, not an empty line
+        # (smtplib appends CRLF to bytes that do not end with it, e.g. EmailMessage.as_bytes()).
+        if collected.endswith(b"\n\r\n") and not collected.endswith(b"\r\n\r\n"):
+            del collected[-2:]
+        normalized = normalize_line_endings(collected)
+        if normalized is not None:
+            collected = normalized
     if _OVERLONG_LINE.search(collected):
         return DataOutcome(b"", DataProblem.LINE_TOO_LONG)
-    # RFC 5321 4.5.2: a leading period on any line is removed (the leading CRLF makes line one a line too).
+    # RFC 5321 4.5.2: a leading period on any line is removed (the leading CRLF makes line one a line too). After
+    # normalisation that includes lines that ended in a bare LF or CR: a lone "." there becomes an empty line.
     content = collected.replace(b"\r\n.", b"\r\n")
     del content[:2]
     return DataOutcome(bytes(content), None)
 
 
 async def read_data(
-    reader: asyncio.StreamReader, size_limit: int | None, on_progress: Callable[[], None] = lambda: None
+    reader: asyncio.StreamReader,
+    size_limit: int | None,
+    on_progress: Callable[[], None] = lambda: None,
+    bare_newline: BareNewline = BareNewline.NORMALIZE,
 ) -> DataOutcome:
     """Reads up to and including the end-of-data line. Over the size limit the rest is read and dropped, so the
     reply comes after the client finished sending (RFC 5321 4.2.5) and the session stays usable.
@@ -80,4 +123,4 @@ async def read_data(
         reader._limit = saved_limit  # type: ignore[attr-defined]
     if too_much:
         return DataOutcome(b"", DataProblem.TOO_MUCH_DATA)
-    return finish(collected)
+    return finish(collected, bare_newline)

@@ -1,4 +1,5 @@
-"""Graceful shutdown: the open sessions of one edge, drained so no accepted DATA is cut off."""
+"""Graceful shutdown: the open sessions of one edge, drained so no accepted DATA is cut off and no client hears
+an error for mail that was delivered."""
 
 from __future__ import annotations
 
@@ -7,51 +8,59 @@ import contextlib
 from typing import Protocol
 
 SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+# How long a draining session may still send its QUIT (answered 221) before it is told 421: a client that just got
+# its 250 says QUIT within a round trip, and Python's `with smtplib.SMTP(...)` raises on any QUIT reply but 221.
+DRAIN_LINGER_SECONDS = 2.0
 
 
 class Session(Protocol):
     in_transaction: bool
 
+    def close_soon(self) -> None: ...
+
     async def say_goodbye(self, reply: str) -> None: ...
 
 
 class LiveSessions:
-    """The open connections of one edge, so a shutdown can drain them: idle ones are told goodbye at once,
-    busy ones as soon as their transaction's reply has been sent."""
+    """The open connections of one edge, so a shutdown can drain them: every session may still QUIT cleanly, any
+    other command gets a 421; a transaction in flight finishes first (its reply is sent), then the same applies."""
 
     def __init__(self) -> None:
         self._sessions: set[Session] = set()
         self._busy = 0
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self._none_left = asyncio.Event()
+        self._none_left.set()
         self.draining = False
 
     def add(self, session: Session) -> None:
         self._sessions.add(session)
+        self._none_left.clear()
+        if self.draining:  # accepted just before the listeners closed
+            session.close_soon()
 
     def discard(self, session: Session) -> None:
         self._sessions.discard(session)
+        if not self._sessions:
+            self._none_left.set()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def transaction_started(self) -> None:
         self._busy += 1
-        self._quiet.clear()
 
     def transaction_ended(self) -> None:
         self._busy -= 1
-        if not self._busy:
-            self._quiet.set()
 
     async def drain(self, grace_seconds: float) -> int:
-        """Waits for transactions in flight (up to the grace period), then closes every session.
-        Returns how many transactions were still running when the grace period ran out."""
+        """Waits (up to the grace period) for every session to end: idle ones within DRAIN_LINGER_SECONDS, busy ones
+        after their transaction. Then closes the rest. Returns how many transactions were still running when the
+        grace period ran out."""
         self.draining = True
         for session in [s for s in self._sessions if not s.in_transaction]:
-            await session.say_goodbye(SHUTTING_DOWN)
+            session.close_soon()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._quiet.wait(), grace_seconds)
+            await asyncio.wait_for(self._none_left.wait(), grace_seconds)
         cut_off = self._busy
         for session in list(self._sessions):
             await session.say_goodbye(SHUTTING_DOWN)

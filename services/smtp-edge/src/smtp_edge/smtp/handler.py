@@ -30,13 +30,7 @@ class TransactionLimits:
 
 
 NULL_SENDER = "<>"
-BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
-
-
-def has_bare_line_ending(raw: bytes) -> bool:
-    """True when a CR or LF appears other than as part of CRLF."""
-    pairs = raw.count(b"\r\n")
-    return raw.count(b"\n") != pairs or raw.count(b"\r") != pairs
+NO_SENDER = "550 5.6.0 Message has no sender: add a From: header (MAIL FROM:<> is empty)"
 
 
 def plausible_address(address: str) -> bool:
@@ -65,8 +59,11 @@ class GatewayHandler:
         self, server: Any, session: GatewaySession, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         session.host_name = hostname
-        # Advertised here because aiosmtpd implements both but does not announce them.
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+        # PIPELINING and ENHANCEDSTATUSCODES: aiosmtpd implements both but does not announce them. HELP (aiosmtpd's
+        # last line) only where it is accepted: not before STARTTLS (smtp/help.py).
+        lines = [line[4:] for line in responses if line[4:] != "HELP"]
+        lines += ["PIPELINING", "ENHANCEDSTATUSCODES", *(["HELP"] if server.state.tls else [])]
+        return [f"250-{line}" for line in lines[:-1]] + [f"250 {lines[-1]}"]
 
     async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
         return await self._authenticator.plain(server, args)
@@ -105,14 +102,13 @@ class GatewayHandler:
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: Any, session: GatewaySession, envelope: Envelope) -> str:
+        """The DATA reply (counted in smtp_messages_total by the protocol, with the refusals made before this)."""
         session.messages += 1
         self.transactions_in_flight += 1
         try:
-            reply = await self._handle_message(session, envelope)
+            return await self._handle_message(session, envelope)
         finally:
             self.transactions_in_flight -= 1
-        self._metrics.messages.labels(reply[:3]).inc()
-        return reply
 
     async def _handle_message(self, session: GatewaySession, envelope: Envelope) -> str:
         raw: bytes = envelope.original_content or b""
@@ -122,9 +118,6 @@ class GatewayHandler:
         self._metrics.message_bytes.observe(size)
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
             return "530 5.7.0 Authentication required"
-        if has_bare_line_ending(raw):
-            # SMTP smuggling (CVE-2023-51766 class): a lone LF or CR could end DATA for another parser.
-            return BARE_LINE_ENDING
         try:
             parsed = await self._parse(raw)
         except MessageRejected as rejected:
@@ -137,6 +130,9 @@ class GatewayHandler:
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
+        if envelope.mail_from == NULL_SENDER and parsed.from_ is None:
+            # Said here in the client's terms; the forwarder would name its own fields (headers.from, ...).
+            return NO_SENDER
         try:
             frames = submission_frames(
                 parsed,

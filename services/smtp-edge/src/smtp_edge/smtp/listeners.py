@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
+from smtp_edge.smtp.data_reader import BareNewline
 from smtp_edge.smtp.drain import LiveSessions
 from smtp_edge.smtp.handler import GatewayHandler
 from smtp_edge.smtp.protocol import GatewaySMTP
@@ -23,6 +24,7 @@ class ListenerConfig:
     size_limit: int
     command_timeout: float
     proxy_protocol_timeout: float | None
+    bare_newline: BareNewline = BareNewline.NORMALIZE
 
 
 class SmtpListeners:
@@ -53,6 +55,7 @@ class SmtpListeners:
             # (a TLS server socket would need the handshake first, before a PROXY header could be read). aiosmtpd
             # then sees a TLS session as after STARTTLS, so AUTH is offered there too (aiosmtpd #281).
             tls_before_greeting=listener == "implicit-tls",
+            bare_newline=self._config.bare_newline,
             proxy_protocol_timeout=self._config.proxy_protocol_timeout,
             hostname=self._config.hostname,
             ident="ESMTP Cakemail SMTP Gateway",

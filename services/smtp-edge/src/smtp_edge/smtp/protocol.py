@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio import sslproto
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, AnyStr
 
 import structlog
@@ -14,9 +15,10 @@ from aiosmtpd.smtp import SMTP, syntax
 from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
-from smtp_edge.smtp.data_reader import read_data
-from smtp_edge.smtp.drain import SHUTTING_DOWN, LiveSessions
+from smtp_edge.smtp.data_reader import BareNewline, read_data
+from smtp_edge.smtp.drain import DRAIN_LINGER_SECONDS, SHUTTING_DOWN, LiveSessions
 from smtp_edge.smtp.enhanced_codes import with_enhanced_code
+from smtp_edge.smtp.help import SessionState, help_reply
 from smtp_edge.smtp.session import GatewaySession
 from smtp_edge.tls.early_data import feed
 
@@ -33,6 +35,7 @@ class GatewaySMTP(SMTP):
         admission: Admission,
         live: LiveSessions,
         tls_before_greeting: bool = False,
+        bare_newline: BareNewline = BareNewline.NORMALIZE,
         **kwargs: Any,
     ) -> None:
         self._listener = listener
@@ -46,7 +49,22 @@ class GatewaySMTP(SMTP):
         self._verbatim = False  # EHLO/HELO replies carry no enhanced codes (RFC 2034)
         self.in_transaction = False
         self._tls_before_greeting = tls_before_greeting
+        self._bare_newline = bare_newline
         super().__init__(handler, **kwargs)
+        # While the edge drains, every command but QUIT is answered with a goodbye (QUIT keeps its 221).
+        self._smtp_methods = {
+            name: method if name == "QUIT" else self._refused_while_draining(method)
+            for name, method in self._smtp_methods.items()
+        }
+
+    def _refused_while_draining(self, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+        async def guarded(arg: str) -> None:
+            if self._live.draining:
+                await self.say_goodbye(SHUTTING_DOWN)
+                return
+            await method(arg)
+
+        return guarded
 
     def _create_session(self) -> GatewaySession:
         session = GatewaySession(self.loop, self._connection_id, self._listener)
@@ -107,6 +125,7 @@ class GatewaySMTP(SMTP):
             return False
         return True
 
+    @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
         if self._tls_protocol is not None:
             await self.push("503 5.5.1 TLS already active")
@@ -139,12 +158,36 @@ class GatewaySMTP(SMTP):
 
     def _timeout_cb(self) -> None:
         """RFC 5321 4.5.3.2: say why before closing an idle connection (aiosmtpd just closes it)."""
-        log.info("session timed out")
+        reply = SHUTTING_DOWN if self._live.draining else "421 4.4.2 Timeout waiting for a command, closing connection"
+        log.info("session timed out", reply=reply)
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
-            transport.write(b"421 4.4.2 Timeout waiting for a command, closing connection\r\n")
+            transport.write(reply.encode() + b"\r\n")
             transport.close()
 
+    def _restart_idle_timer(self) -> None:
+        """The client's turn again: the command timeout, or while draining the short wait for a last QUIT."""
+        if self.transport is not None and not self.transport.is_closing():
+            self._reset_timeout(DRAIN_LINGER_SECONDS if self._live.draining else None)
+
+    def close_soon(self) -> None:
+        """Draining: the client may still QUIT (221) for a moment; anything else, or silence, gets the 421."""
+        self._restart_idle_timer()
+
+    @contextlib.contextmanager
+    def servers_turn(self) -> Iterator[None]:
+        """No idle-command timer while the edge itself is busy (forwarding a message, checking credentials): the
+        wait is bounded by the forwarder's deadline, and RFC 5321 4.5.3.2 leaves the reply timeout to the client.
+        A timer running here told clients 421 for mail that was then delivered."""
+        handle = self._timeout_handle
+        if handle is not None:
+            handle.cancel()
+        try:
+            yield
+        finally:
+            self._restart_idle_timer()
+
+    @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         self._verbatim = True
         try:
@@ -152,6 +195,7 @@ class GatewaySMTP(SMTP):
         finally:
             self._verbatim = False
 
+    @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
         self._verbatim = True
         try:
@@ -159,9 +203,23 @@ class GatewaySMTP(SMTP):
         finally:
             self._verbatim = False
 
+    @property
+    def state(self) -> SessionState:
+        session = self.session
+        return SessionState(
+            tls=self._tls_protocol is not None,
+            helo_only=bool(session is not None and session.host_name and not session.extended_smtp),
+            authenticated=bool(session is not None and session.authenticated),
+        )
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str) -> None:
+        """HELP lists what works in this session's state (aiosmtpd's asks for AUTH and omits overridden commands)."""
+        await self.push(help_reply(self.state, arg or ""))
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, with the message read in bulk (smtp/data_reader.py)."""
+        """aiosmtpd's DATA, with the message read in bulk (smtp/data_reader.py); every outcome is counted."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -175,21 +233,24 @@ class GatewaySMTP(SMTP):
         self._live.transaction_started()
         try:
             await self.push("354 End data with <CR><LF>.<CR><LF>")
-            outcome = await read_data(self._reader, self.data_size_limit, on_progress=self._reset_timeout)
+            outcome = await read_data(
+                self._reader, self.data_size_limit, on_progress=self._reset_timeout, bare_newline=self._bare_newline
+            )
             if outcome.problem is not None:
-                self._set_post_data_state()  # type: ignore[no-untyped-call]
-                await self.push(outcome.problem.value)
-                return
-            self.envelope.content = self.envelope.original_content = outcome.content
-            del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
-            status = await self._call_handler_hook("DATA")
+                status = outcome.problem.value
+            else:
+                self.envelope.content = self.envelope.original_content = outcome.content
+                del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
+                with self.servers_turn():
+                    status = await self._call_handler_hook("DATA")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self._metrics.messages.labels(status[:3]).inc()
             await self.push(status)
         finally:
             self.in_transaction = False
             self._live.transaction_ended()
-        if self._live.draining:
-            await self.say_goodbye(SHUTTING_DOWN)
+            if self._live.draining:
+                self.close_soon()
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
