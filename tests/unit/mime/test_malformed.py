@@ -28,19 +28,24 @@ def nested_multiparts(levels: int) -> bytes:
     return raw
 
 
+# A guard against hangs and quadratic blow-ups, not a speed target (those live in bench/): generous enough that a
+# busy shared machine never trips it (the 20,000-part case takes ~5 s under coverage on an idle 2-core machine).
+HANG_GUARD_SECONDS = 60
+
+
 def many_parts(count: int) -> bytes:
     part = b"--b\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n"
     return HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + part * count + b"--b--\r\n"
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_nesting_within_the_cap_is_kept() -> None:
     parsed = parse(nested_multiparts(99))
     assert parsed.text_body == "deepest"
     assert parsed.defects == ()
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 @pytest.mark.parametrize("levels", [101, 500, 1_500, 5_000])
 def test_deep_nesting_is_cut_with_a_defect(levels: int) -> None:
     """500 levels parse in the stdlib; 1,500 and 5,000 overflow its recursion and go through the structure bound."""
@@ -50,7 +55,7 @@ def test_deep_nesting_is_cut_with_a_defect(levels: int) -> None:
     assert "NestingTooDeepDefect" in parsed.defects
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_message_rfc822_chain_is_bounded() -> None:
     raw = HEAD + b"Content-Type: message/rfc822\r\n\r\n" * 3_000 + b"Subject: inner\r\n\r\nbody\r\n"
     parsed = parse(raw)
@@ -59,14 +64,14 @@ def test_message_rfc822_chain_is_bounded() -> None:
     assert "NestingTooDeepDefect" in parsed.defects
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_part_count_at_the_limit_is_kept() -> None:
     parsed = parse(many_parts(9_999))
     assert len(parsed.attachments) == 9_999
     assert "TooManyPartsDefect" not in parsed.defects
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 @pytest.mark.parametrize("count", [20_000, 300_000])
 def test_huge_part_counts_are_cut(count: int) -> None:
     parsed = parse(many_parts(count))
@@ -75,7 +80,7 @@ def test_huge_part_counts_are_cut(count: int) -> None:
     assert "TooManyPartsDefect" in parsed.defects
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 @pytest.mark.parametrize(
     "header",
     [
@@ -109,7 +114,7 @@ def test_hostile_headers(header: bytes) -> None:
     assert parsed.text_body == "body\n"
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 @pytest.mark.parametrize(
     "raw",
     [
@@ -144,7 +149,7 @@ def test_broken_input_never_raises(raw: bytes) -> None:
     parse(raw)
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_base64_rfc822_attachment_is_decoded() -> None:
     inner = b"Subject: inner\r\n\r\nbody\r\n"
     raw = (
@@ -157,7 +162,7 @@ def test_base64_rfc822_attachment_is_decoded() -> None:
     assert attachment.data == inner
 
 
-@pytest.mark.timeout(10)
+@pytest.mark.timeout(HANG_GUARD_SECONDS)
 def test_crlf_never_reaches_header_fields() -> None:
     raw = (
         b"From: =?utf-8?q?x=0D=0ABcc=3A_v=40e=2Ecom?= <a@example.com>\r\n"
