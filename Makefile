@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -75,11 +75,20 @@ clients: tests/clients/node/node_modules/.installed
 		else echo "the client matrix needs Debian packages: sudo apt-get install $(CLIENT_DEBS)" >&2; exit 1; fi; \
 	fi
 
+# Real servers the tests start on free loopback ports (tests/redis_server.py): Debian's redis-server.
+SERVER_DEBS := redis-server
+servers:
+	@if [ ! -x /usr/bin/redis-server ] && ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVER_DEBS); \
+		else echo "the tests need Debian packages: sudo apt-get install $(SERVER_DEBS)" >&2; exit 1; fi; \
+	fi
+
 tests/clients/node/node_modules/.installed: tests/clients/node/package.json tests/clients/node/package-lock.json
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
-pytest: $(VENV)/.installed clients
+pytest: $(VENV)/.installed clients servers
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 

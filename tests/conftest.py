@@ -13,6 +13,7 @@ import pytest
 
 from devstack.certs import DevCertificate, ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,20 @@ class SandboxView:
 
     def stats(self) -> dict[str, int]:
         return dict(self._request("GET", "/sandbox/stats"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port for the whole session (tests/redis_server.py). Share it: keep
+    your keys apart (a prefix of your own) rather than flushing what other tests wrote."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,9 @@ SERVICE_ENV = {
         "TOKEN_CACHE_TTL_SECONDS",
         "TOKEN_CACHE_MAX_ENTRIES",
         "MAX_INFLIGHT_API_CALLS",
+        "DELIVERY_RECORD_RETENTION_SECONDS",
+        "DELIVERY_RECORD_MAX_ENTRIES",
+        "REDIS_TIMEOUT_SECONDS",
         "SHUTDOWN_GRACE_SECONDS",
         "LOG_LEVEL",
     ),
@@ -392,6 +395,34 @@ def check_servicemonitor(directory: Path) -> list[str]:
     return problems
 
 
+REDIS_URL_FROM_SECRET = re.compile(
+    r"\{\{- if \.Values\.redis\.existingSecret \}\}\n"
+    r"\s+- name: REDIS_URL\n\s+valueFrom:\n\s+secretKeyRef:\n"
+    r"\s+name: \{\{ \.Values\.redis\.existingSecret \}\}\n"
+    r"\s+key: \{\{ required \"[^\"]+\" \.Values\.redis\.secretKey \| quote \}\}\n"
+    r"\s+\{\{- end \}\}"
+)
+
+
+def check_redis_url_from_secret(directory: Path) -> list[str]:
+    """The forwarder's REDIS_URL may carry a password: it comes from a Secret's key, never from the ConfigMap, and
+    only when a Secret is named (no Secret: the in-memory delivery record)."""
+    values, files = load_yaml(directory / "values.yaml"), templates(directory)
+    redis = values.get("redis") or {}
+    problems = []
+    if redis.get("existingSecret") != "":
+        problems.append("redis.existingSecret does not default to empty (the in-memory record)")
+    if not redis.get("secretKey"):
+        problems.append("redis.secretKey has no default")
+    if "REDIS_URL" in (values.get("config") or {}):
+        problems.append("REDIS_URL is in values config, which lands in a ConfigMap")
+    if not REDIS_URL_FROM_SECRET.search(block(files["deployment.yaml"], "env")):
+        problems.append("REDIS_URL is not a secretKeyRef of redis.existingSecret / redis.secretKey, guarded by it")
+    if not re.search(r'hasKey \.Values\.config "REDIS_URL" \}\}\n\{\{- fail ', files["configmap.yaml"]):
+        problems.append("configmap.yaml does not refuse config.REDIS_URL")
+    return problems
+
+
 # ---- the tests ----
 
 
@@ -494,6 +525,10 @@ def test_edge_dials_the_forwarder_release() -> None:
     host, _, port = edge["config"]["FORWARDER_ADDRESS"].partition(":")
     assert host.split(".")[0] == forwarder_chart["name"]
     assert int(port) == forwarder["service"]["ports"]["grpc"]
+
+
+def test_forwarder_reads_redis_url_from_a_secret() -> None:
+    assert check_redis_url_from_secret(chart_dir("forwarder")) == []
 
 
 @pytest.mark.parametrize("service", sorted(DOCKERFILES))
@@ -604,3 +639,18 @@ def test_catches_an_hpa_aimed_elsewhere(broken: Path) -> None:
 def test_catches_an_insecure_container(broken: Path) -> None:
     edit(broken / "values.yaml", "  readOnlyRootFilesystem: true", "  readOnlyRootFilesystem: false")
     assert check_values_contract(broken) == ["readOnlyRootFilesystem is not true"]
+
+
+def test_catches_a_redis_url_outside_a_secret(tmp_path: Path) -> None:
+    directory = tmp_path / "forwarder"
+    shutil.copytree(chart_dir("forwarder"), directory)
+    edit(directory / "templates/deployment.yaml", "name: {{ .Values.redis.existingSecret }}", "name: redis")
+    edit(
+        directory / "values.yaml", '  LOG_LEVEL: "INFO"', '  LOG_LEVEL: "INFO"\n  REDIS_URL: "redis://:pw@redis:6379/0"'
+    )
+    edit(directory / "templates/configmap.yaml", 'hasKey .Values.config "REDIS_URL"', 'hasKey .Values.config "REDIS"')
+    assert check_redis_url_from_secret(directory) == [
+        "REDIS_URL is in values config, which lands in a ConfigMap",
+        "REDIS_URL is not a secretKeyRef of redis.existingSecret / redis.secretKey, guarded by it",
+        "configmap.yaml does not refuse config.REDIS_URL",
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,3 +41,16 @@ class ForwarderSettings(BaseSettings):
     # The largest gRPC message accepted: frames are at most 1 MiB of content plus metadata.
     grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+
+    # The delivery record (forwarder.delivery): which recipients of a client's message were already handed to the
+    # API, so a resend is sent once. In Redis when REDIS_URL is set (shared by every replica; the URL may carry a
+    # password, hence secret), else in process memory, bounded by DELIVERY_RECORD_MAX_ENTRIES.
+    redis_url: SecretStr | None = None
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    delivery_record_retention_seconds: float = Field(default=86_400.0, gt=0)
+    delivery_record_max_entries: int = Field(default=100_000, gt=0)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
