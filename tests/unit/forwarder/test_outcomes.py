@@ -6,16 +6,29 @@ import grpc
 import pytest
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable
-from forwarder.api.wire import ApiErrorBody
+from forwarder.api.errors import (
+    ApiCredentialsRejected,
+    ApiIntegrationError,
+    ApiMfaRequired,
+    ApiRateLimited,
+    ApiRejected,
+    ApiUnavailable,
+    Rejection,
+)
+from forwarder.api.v1.wire import classify
+from forwarder.delivery import RecordUnavailable
 from forwarder.grpc_api.outcomes import Failure, authenticate_outcome, submit_outcome
 from forwarder.resilience.bulkhead import Saturated
+from forwarder.resilience.pipeline import DeadlinePassed
 from forwarder.submission.assembly import MalformedStream, MessageTooLarge
-from forwarder.submission.service import DeadlinePassed
+from forwarder.submission.service import DeliveryInFlight
 
 
-def rejected(status: int, message: str = "bad", field: str = "") -> ApiRejected:
-    return ApiRejected(status, ApiErrorBody(error="validation_error", message=message, field=field))
+def rejected(status: int, message: str = "bad", field: str = "") -> Exception:
+    """What the v1 wire format makes of such an answer (classified there, once)."""
+    error = classify("/v1/emails", status, None, {"error": "validation_error", "message": message, "field": field})
+    assert error is not None
+    return error
 
 
 @pytest.mark.parametrize(
@@ -26,6 +39,8 @@ def rejected(status: int, message: str = "bad", field: str = "") -> ApiRejected:
         (rejected(403, "not allowed"), pb.SUBMIT_RESULT_REJECTED_FORBIDDEN, "not allowed"),
         (rejected(413, "too big"), pb.SUBMIT_RESULT_REJECTED_TOO_LARGE, "too big"),
         (MessageTooLarge(100), pb.SUBMIT_RESULT_REJECTED_TOO_LARGE, "exceeds the 100-byte limit"),
+        (ApiRejected(Rejection.UNSUPPORTED, "a.exe"), pb.SUBMIT_RESULT_REJECTED_UNSUPPORTED, "a.exe"),
+        (ApiRejected(Rejection.RECIPIENT, "x: rejected"), pb.SUBMIT_RESULT_RECIPIENTS_REFUSED, "x: rejected"),
     ],
 )
 def test_judged_messages_get_a_result(exc: Exception, result: int, detail: str) -> None:
@@ -51,6 +66,10 @@ def test_rate_limit_carries_retry_after_rounded_up() -> None:
         (DeadlinePassed("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
         (rejected(404), grpc.StatusCode.UNAVAILABLE),
+        (ApiIntegrationError("405", status=405), grpc.StatusCode.UNAVAILABLE),
+        (RecordUnavailable("redis down"), grpc.StatusCode.UNAVAILABLE),
+        (DeliveryInFlight("busy"), grpc.StatusCode.UNAVAILABLE),
+        (ApiMfaRequired("mfa"), grpc.StatusCode.PERMISSION_DENIED),
         (RuntimeError("bug"), grpc.StatusCode.INTERNAL),
     ],
 )
@@ -64,6 +83,7 @@ def test_unjudged_submissions_get_a_status(exc: Exception, code: grpc.StatusCode
     ("exc", "code"),
     [
         (ApiCredentialsRejected("401"), grpc.StatusCode.UNAUTHENTICATED),
+        (ApiMfaRequired("mfa"), grpc.StatusCode.PERMISSION_DENIED),
         (rejected(400), grpc.StatusCode.UNAUTHENTICATED),
         (ApiRateLimited(1), grpc.StatusCode.UNAVAILABLE),
         (ApiUnavailable("down"), grpc.StatusCode.UNAVAILABLE),

@@ -19,8 +19,8 @@ from cachetools import TLRUCache, TTLCache
 from forwarder.api.model import Session
 from forwarder.metrics import ForwarderMetrics
 
-# Signs in again with (username, password, the previous session or None).
-SessionFetcher = Callable[[str, str, Session | None], Coroutine[Any, Any, Session]]
+# Signs in again with (username, password, the previous session or None, the asking request's id).
+SessionFetcher = Callable[[str, str, Session | None, str], Coroutine[Any, Any, Session]]
 
 # Renew a little before the API's own expiry so a token never dies in the middle of a submission.
 _EXPIRY_MARGIN = 0.9
@@ -57,7 +57,7 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def token_for(self, username: str, password: str) -> Session:
+    async def token_for(self, username: str, password: str, request_id: str = "") -> Session:
         """The cached session, or one fetched once however many callers ask at the same moment."""
         key = self._key(username, password)
         session = self._entries.get(key)
@@ -68,7 +68,7 @@ class TokenCache:
         task = self._inflight.get(key)
         if task is None:
             # The fetch belongs to the cache, not the first caller: its deadline must not cancel it for others.
-            task = asyncio.create_task(self._fetch(username, password, self._refreshable.get(key)))
+            task = asyncio.create_task(self._fetch(username, password, self._refreshable.get(key), request_id))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
         return await asyncio.shield(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from smtp_edge.forwarding.frames import HeadersTooLarge, SmtpEnvelope, submissio
 from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
+from smtp_edge.mime.parser import derived_message_id, message_identity
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
 
@@ -125,6 +127,10 @@ class GatewayHandler:
         if has_bare_line_ending(raw):
             # SMTP smuggling (CVE-2023-51766 class): a lone LF or CR could end DATA for another parser.
             return BARE_LINE_ENDING
+        smtp_envelope = SmtpEnvelope(
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+        )
         try:
             parsed = await self._parse(raw)
         except MessageRejected as rejected:
@@ -134,18 +140,18 @@ class GatewayHandler:
         except Exception:
             log.exception("message could not be parsed")
             return TEMPORARY_FAILURE
+        # The identity comes from what the client sent, so its resend is the same message (docs/mapping.md); a
+        # message without Message-ID gets one derived from that identity, the same on every resend.
+        identity = message_identity(raw, parsed.message_id, smtp_envelope.mail_from)
+        if not parsed.message_id:
+            parsed = dataclasses.replace(
+                parsed, message_id=derived_message_id(identity, self._limits.message_id_domain)
+            )
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
         try:
-            frames = submission_frames(
-                parsed,
-                SmtpEnvelope(
-                    mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
-                    rcpt_tos=tuple(envelope.rcpt_tos),
-                ),
-                session.credentials,
-            )
+            frames = submission_frames(parsed, smtp_envelope, session.credentials, message_identity=identity)
         except HeadersTooLarge as too_large:
             return f"552 5.3.4 Message headers too large (limit {too_large.limit} bytes)"
         started = time.perf_counter()
@@ -173,9 +179,8 @@ class GatewayHandler:
         log.warning("forwarding finished after the client disconnected", outcome=outcome)
 
     async def _parse(self, raw: bytes) -> ParsedMessage:
-        domain = self._limits.message_id_domain
         limit = self._limits.max_attachment_bytes
         if len(raw) > self._limits.parse_in_thread_bytes:
             # Large messages are parsed off the event loop so other sessions keep flowing (aiosmtpd #293).
-            return await asyncio.to_thread(parse_message, raw, message_id_domain=domain, max_attachment_bytes=limit)
-        return parse_message(raw, message_id_domain=domain, max_attachment_bytes=limit)
+            return await asyncio.to_thread(parse_message, raw, max_attachment_bytes=limit)
+        return parse_message(raw, max_attachment_bytes=limit)

@@ -3,6 +3,7 @@ submission's delivery record (forwarder.delivery) is what stops a resend from se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiCredentialsRejected, ApiRejected, ApiUnavailable, Rejection
-from forwarder.api.http import HttpTransport, json_body
+from forwarder.api.http import HttpTransport
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
 from forwarder.api.v2 import wire
@@ -67,7 +68,9 @@ class V2Client:
         except ValueError as exc:
             raise ApiUnavailable(f"unreadable token response: {exc}") from exc
 
-    async def senders_page(self, session: Session, account: str | None, page: int, ctx: CallContext) -> list[wire.Sender]:
+    async def senders_page(
+        self, session: Session, account: str | None, page: int, ctx: CallContext
+    ) -> list[wire.Sender]:
         params: dict[str, Any] = {"page": page, "per_page": wire.SENDERS_PER_PAGE}
         if account is not None:
             params["account_id"] = account
@@ -141,7 +144,7 @@ class _OneRecipient:
         for page in range(1, _MAX_LOG_PAGES + 1):
             body = await self.pipeline.run(
                 "logs",
-                lambda call_ctx, page=page: self.client.logs_page(session, self.account, window, page, call_ctx),
+                functools.partial(self.client.logs_page, session, self.account, window, page),
                 ctx,
             )
             try:
@@ -188,7 +191,7 @@ class V2Api:
         senders: list[wire.Sender] = []
         for page in range(1, _MAX_SENDER_PAGES + 1):
             batch = await self._pipeline.run(
-                "senders", lambda c, page=page: self._client.senders_page(session, account, page, c), ctx
+                "senders", functools.partial(self._client.senders_page, session, account, page), ctx
             )
             senders.extend(batch)
             if len(batch) < wire.SENDERS_PER_PAGE:
@@ -196,7 +199,13 @@ class V2Api:
         return tuple(senders)
 
     async def _sender(
-        self, session: Session, account: str, explicit: bool, email: OutgoingEmail, sender_id: str | None, ctx: CallContext
+        self,
+        session: Session,
+        account: str,
+        explicit: bool,
+        email: OutgoingEmail,
+        sender_id: str | None,
+        ctx: CallContext,
     ) -> wire.Sender:
         def fetch() -> Any:
             return self._all_senders(session, account if explicit else None, ctx)
@@ -264,5 +273,3 @@ class V2Api:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-

@@ -27,7 +27,7 @@ from forwarder.api.errors import (
 from forwarder.api.http import parse_retry_after
 from forwarder.api.model import OutgoingAttachment, OutgoingEmail, Session
 
-TOKEN_PATH = "/token"
+TOKEN_PATH = "/token"  # noqa: S105 (a path, not a secret)
 SENDERS_PATH = "/brands/default/senders"
 EMAILS_PATH = "/v2/emails"
 LOGS_PATH = "/v2/logs/emails"
@@ -392,7 +392,7 @@ def parse_submit_answer(body: Any) -> str:
         raise ValueError("email response without data.id")
     status = data.get("status")
     if status == "queued":
-        return data["id"]
+        return str(data["id"])
     if status in ("rejected", "error"):
         recipient = body.get("email", "") if isinstance(body, dict) else ""
         raise ApiRejected(Rejection.RECIPIENT, f"{recipient}: Cakemail answered {status}".strip(": "))
