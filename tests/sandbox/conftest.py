@@ -20,9 +20,12 @@ import pytest
 
 from cakemail_sandbox.app import create_app
 from cakemail_sandbox.config import SandboxSettings
+from cakemail_sandbox.schemas import OpenApiContract
 from cakemail_sandbox.server import SandboxServer
 
 DEMO_CREDENTIALS = {"username": "demo@example.com", "password": "demo-password"}
+# The v2 counters of GET /sandbox/stats, for tests of the v1 routes that compare the whole answer.
+NO_V2_CALLS = {"token_calls": 0, "senders_calls": 0, "v2_email_calls": 0, "logs_calls": 0}
 SHARED_LIMITS = {"max_request_bytes": 64 * 1024, "max_attachment_bytes": 1024}
 
 
@@ -129,9 +132,11 @@ async def start_sandbox() -> AsyncIterator[StartSandbox]:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], float] | None = None,
+        wall_clock: Callable[[], float] | None = None,
     ) -> SandboxServer:
         settings = settings or make_settings()
-        app = create_app(settings, rng=rng, **({"clock": clock} if clock else {}))
+        clocks = {"clock": clock, "wall_clock": wall_clock}
+        app = create_app(settings, rng=rng, **{name: value for name, value in clocks.items() if value is not None})
         server = SandboxServer(settings, app=app)
         await server.start()
         started.append(server)
@@ -185,3 +190,73 @@ async def stats(http: httpx.AsyncClient) -> dict[str, int]:
     response = await http.get("/sandbox/stats")
     assert response.status_code == 200
     return dict(response.json())
+
+
+# ---- the v2 API ----
+
+MFA_CREDENTIALS = {"username": "mfa@example.com", "password": "mfa-password"}
+DEMO_ACCOUNT_ID, DEMO_SECOND_ACCOUNT_ID = 1001, 1002
+CONTRACT = OpenApiContract()
+
+
+def conforms(component: str, body: Any) -> bool:
+    """Whether an answer matches the real API's response schema `#/components/schemas/<component>`."""
+    errors = CONTRACT.validate_body(component, body)
+    assert errors == [], errors
+    return True
+
+
+async def v2_token(http: httpx.AsyncClient, credentials: dict[str, str] = DEMO_CREDENTIALS, **form: Any) -> str:
+    response = await http.post("/token", data={**credentials, **form})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def bearer(token: str, request_id: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}"}
+    if request_id is not None:
+        headers["X-Request-Id"] = request_id
+    return headers
+
+
+async def sender_id(http: httpx.AsyncClient, token: str, email: str, account_id: int | None = None) -> str:
+    """The id of a sender, found as a client would: through GET /brands/default/senders."""
+    params: dict[str, Any] = {"per_page": 100}
+    if account_id is not None:
+        params["account_id"] = account_id
+    response = await http.get("/brands/default/senders", params=params, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    [found] = [sender["id"] for sender in response.json()["data"] if sender["email"] == email]
+    return str(found)
+
+
+def valid_v2_email(sender: str, **changes: Any) -> dict[str, Any]:
+    """A complete, valid POST /v2/emails body, with `changes` applied on top."""
+    payload: dict[str, Any] = {
+        "email": "bob@example.net",
+        "sender": {"id": sender, "name": "Ann"},
+        "content": {
+            "subject": "Hello",
+            "text": "Hi Bob\n",
+            "html": "<p>Hi Bob</p>",
+            "encoding": "utf-8",
+            "type": "transactional",
+        },
+        "tags": ["welcome", "msg-1"],
+        "tracking": {"opens": False, "clicks_html": True, "clicks_text": False},
+        "additional_headers": [{"name": "Reply-To", "value": "ann+reply@example.com"}],
+        "list_id": 7,
+        "attachment": [
+            {"filename": "report-2024.pdf", "type": "pdf", "content": "aGVsbG8="},
+            {"filename": "invite.ics", "type": "calendar", "content": "QkVHSU46VkNBTEVOREFS"},
+        ],
+    }
+    payload.update(changes)
+    return payload
+
+
+async def send_v2(
+    http: httpx.AsyncClient, token: str, payload: dict[str, Any], account_id: int | None = None
+) -> httpx.Response:
+    params = {"account_id": account_id} if account_id is not None else None
+    return await http.post("/v2/emails", json=payload, params=params, headers=bearer(token, "corr-v2"))

@@ -40,9 +40,24 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = SandboxSettings()
 
     assert (settings.host, settings.port, settings.log_level) == ("127.0.0.1", 8090, "INFO")
-    assert settings.accounts == [DEMO_ACCOUNT]
-    assert (DEMO_ACCOUNT.username, DEMO_ACCOUNT.password) == ("demo@example.com", "demo-password")
-    assert (DEMO_ACCOUNT.account_id, DEMO_ACCOUNT.email) == ("acct-demo", "demo@example.com")
+    demo, mfa = settings.accounts
+    assert (demo.username, demo.password) == ("demo@example.com", "demo-password")
+    assert (demo.account_id, demo.email, demo.account_ids, demo.mfa) == (
+        "acct-demo",
+        "demo@example.com",
+        (1001, 1002),
+        False,
+    )
+    assert (mfa.username, mfa.password, mfa.account_ids, mfa.mfa) == ("mfa@example.com", "mfa-password", (2001,), True)
+    assert demo.model_copy(update={"senders": DEMO_ACCOUNT.senders}) == DEMO_ACCOUNT
+    confirmed = {sender.email for sender in demo.senders if sender.confirmed and sender.account_id == 1001}
+    assert {"demo@example.com", "ann@example.com", "a@example.com", "sender@example.com", "a@x.test"} <= confirmed
+    [unconfirmed] = [sender for sender in demo.senders if not sender.confirmed]
+    assert (unconfirmed.email, unconfirmed.account_id, unconfirmed.id) == ("unconfirmed@example.com", 1001, "42")
+    assert [sender.id for sender in demo.senders[:2]] == ["1", "2"], "sender ids are assigned in configuration order"
+    assert settings.rejected_recipients == ["rejected@example.com"]
+    assert (settings.mfa_code, settings.mfa_challenge_status) == ("123456", 401)
+    assert settings.refresh_token_expires_in == 30 * 24 * 3600
     assert settings.token_expires_in == 900
     assert settings.idempotency_ttl_seconds == 24 * 3600
     assert (settings.max_request_bytes, settings.max_attachment_bytes) == (35 * MIB, 10 * MIB)
@@ -115,6 +130,9 @@ async def test_module_runs_from_env_and_stops_cleanly_on_sigterm(tmp_path: Path)
                     await asyncio.sleep(0.05)
             api_key = await login(http, {"username": "ann@shop.example", "password": "s3cret-ann"})
             sent = await http.post("/v1/emails", json=valid_email(), headers=email_headers(api_key, "k-main"))
+            pair = (await http.post("/token", data={"username": "ann@shop.example", "password": "s3cret-ann"})).json()
+            v2_headers = {"Authorization": f"Bearer {pair['access_token']}"}
+            refused = await http.post("/v2/emails", json={"email": "x@example.com"}, headers=v2_headers)
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), timeout=10)
     finally:
@@ -123,11 +141,84 @@ async def test_module_runs_from_env_and_stops_cleanly_on_sigterm(tmp_path: Path)
             await process.wait()
 
     assert sent.status_code == 200
+    assert refused.status_code == 422
     assert code == 0, log_path.read_text()
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     events = {line.get("message") for line in lines}
-    assert {"auth.accepted", "email.recorded"} <= events
+    assert {"auth.accepted", "email.recorded", "token.issued", "v2_email.invalid"} <= events
     assert all(line.get("service") == "cakemail-sandbox" for line in lines)
     text = log_path.read_text()
-    for secret in ("s3cret-ann", "s3cret-bob", api_key, "Hi Bob", "aGVsbG8="):
+    for secret in (
+        "s3cret-ann",
+        "s3cret-bob",
+        api_key,
+        pair["access_token"],
+        pair["refresh_token"],
+        "Hi Bob",
+        "aGVsbG8=",
+    ):
         assert secret not in text, "no passwords, api keys or message content in the logs"
+
+
+async def test_v2_fields_of_accounts_from_the_environment(
+    start_sandbox: StartSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = {
+        "username": "shop@shop.example",
+        "password": "s3cret-shop",
+        "account_ids": [7, 8],
+        "senders": [
+            {"email": "orders@shop.example", "name": "Orders"},
+            {"email": "new@shop.example", "confirmed": False, "id": "s-new"},
+            {"email": "eight@shop.example", "account_id": 8},
+        ],
+    }
+    monkeypatch.setenv("SANDBOX_ACCOUNTS", json.dumps([*ACCOUNTS, shop]))
+    monkeypatch.setenv("SANDBOX_REJECTED_RECIPIENTS", '["no@shop.example"]')
+    monkeypatch.setenv("SANDBOX_PORT", "0")
+    settings = SandboxSettings()
+    server = await start_sandbox(settings)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as http:
+        pair = (await http.post("/token", data={"username": "shop@shop.example", "password": "s3cret-shop"})).json()
+        ann = (await http.post("/token", data={"username": "ann@shop.example", "password": "s3cret-ann"})).json()
+        headers = {"Authorization": f"Bearer {pair['access_token']}"}
+        seven = (await http.get("/brands/default/senders", headers=headers)).json()["data"]
+        eight = (await http.get("/brands/default/senders", params={"account_id": 8}, headers=headers)).json()["data"]
+
+    assert pair["accounts"] == [7, 8]
+    assert ann["accounts"] == [1], "a v1-only entry gets an unused account id"
+    assert [(s["id"], s["email"], s["confirmed"]) for s in seven] == [
+        ("1", "orders@shop.example", True),
+        ("s-new", "new@shop.example", False),
+    ]
+    assert [s["email"] for s in eight] == ["eight@shop.example"]
+    assert settings.rejected_recipients == ["no@shop.example"]
+    assert (settings.accounts[2].account_id, settings.accounts[2].email) == ("acct-7", "shop@shop.example")
+
+
+@pytest.mark.parametrize(
+    ("accounts", "problem"),
+    [
+        (
+            [
+                {"username": "a", "password": "p", "account_ids": [1]},
+                {"username": "b", "password": "p", "account_ids": [1]},
+            ],
+            "two users",
+        ),
+        ([{"username": "a", "password": "p"}, {"username": "a", "password": "q"}], "same username"),
+        ([{"username": "a", "password": "p", "account_ids": [1, 1]}], "distinct"),
+        (
+            [{"username": "a", "password": "p", "account_ids": [1], "senders": [{"email": "x@y", "account_id": 2}]}],
+            "not one of",
+        ),
+        (
+            [{"username": "a", "password": "p", "senders": [{"email": "x@y", "id": "1"}, {"email": "z@y", "id": "1"}]}],
+            "same id",
+        ),
+    ],
+    ids=["shared-account-id", "same-username", "repeated-id", "foreign-sender-account", "same-sender-id"],
+)
+def test_inconsistent_accounts_are_refused(accounts: list[dict[str, object]], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        SandboxSettings(accounts=accounts)

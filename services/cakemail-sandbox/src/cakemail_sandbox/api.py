@@ -92,6 +92,7 @@ def api_router(state: SandboxState) -> APIRouter:
         )
         state.inbox.add(record)
         state.stats.emails_recorded += 1
+        state.metrics.emails.labels("v1", "queued").inc()
         log.info(
             "email.recorded",
             request_id=request_id,

@@ -12,11 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cakemail_sandbox.api import api_router
+from cakemail_sandbox.api_v2 import api_v2_router
 from cakemail_sandbox.config import SandboxSettings
 from cakemail_sandbox.control import control_router
 from cakemail_sandbox.middleware import FaultMiddleware
 from cakemail_sandbox.responses import error_response, status_error_code
 from cakemail_sandbox.state import SandboxState
+from gateway_common.ops_http import create_ops_app
 
 
 def create_app(
@@ -24,13 +26,21 @@ def create_app(
     *,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """A fresh sandbox with its own state. `rng` and `clock` are injectable so tests can be deterministic."""
-    state = SandboxState.create(settings or SandboxSettings(), rng=rng, clock=clock)
+    """A fresh sandbox with its own state. `rng` and the clocks are injectable so tests can be deterministic."""
+    state = SandboxState.create(settings or SandboxSettings(), rng=rng, clock=clock, wall_clock=wall_clock)
     app = FastAPI(title="Cakemail API sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = state
     app.include_router(api_router(state))
+    app.include_router(api_v2_router(state))
     app.include_router(control_router(state))
+
+    async def ready() -> bool:
+        return not state.stopping.is_set()
+
+    # /health/live, /health/ready, /metrics: the same ops endpoints as the edge and the forwarder.
+    app.include_router(create_ops_app(ready, state.metrics.registry).router)
     app.add_middleware(FaultMiddleware, state=state)
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cakemail_sandbox.faults import FAULT_TABLE
 from cakemail_sandbox.responses import read_body, rejected_response
@@ -15,6 +15,15 @@ from cakemail_sandbox.state import SandboxState
 from cakemail_sandbox.validation import Rejected, parse_json_object
 
 log = structlog.get_logger(__name__)
+
+
+class NewSender(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: int = Field(ge=1)
+    email: str = Field(min_length=1)
+    name: str = ""
+    confirmed: bool = True
 
 
 def _first_error(exc: ValidationError) -> Rejected:
@@ -33,8 +42,24 @@ def control_router(state: SandboxState) -> APIRouter:
 
     @router.delete("/emails", status_code=204)
     async def clear_emails() -> Response:
-        state.inbox.clear()
+        state.clear_emails()
         return Response(status_code=204)
+
+    @router.post("/senders", response_model=None)
+    async def put_sender(request: Request) -> JSONResponse:
+        """Adds a sender to an account (or updates the one with that address): tests confirm and unconfirm."""
+        try:
+            body = parse_json_object(await read_body(request, state.settings.max_request_bytes))
+            wanted = NewSender.model_validate(body)
+        except ValidationError as exc:
+            return rejected_response(_first_error(exc))
+        except Rejected as rejected:
+            return rejected_response(rejected)
+        if wanted.account_id not in state.known_account_ids():
+            return rejected_response(Rejected(f"no user has account {wanted.account_id}", "account_id"))
+        sender, created = state.senders.put(wanted.account_id, wanted.email, wanted.name, wanted.confirmed)
+        log.info("sender.put", account_id=sender.account_id, sender_id=sender.id, created=created)
+        return JSONResponse({**sender.to_json(), "account_id": sender.account_id}, status_code=201 if created else 200)
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:
@@ -70,7 +95,7 @@ def control_router(state: SandboxState) -> APIRouter:
 
     @router.post("/tokens/revoke")
     async def revoke_tokens() -> dict[str, int]:
-        revoked = state.tokens.revoke_all()
+        revoked = state.tokens.revoke_all() + state.oauth.revoke_all()
         log.info("tokens.revoked", count=revoked)
         return {"revoked": revoked}
 

@@ -12,7 +12,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-RouteName = Literal["auth", "emails", "health"]
+RouteName = Literal["auth", "emails", "senders", "logs", "health"]
 
 
 class FaultSpec(BaseModel):

@@ -6,6 +6,7 @@ Pure ASGI rather than a Starlette BaseHTTPMiddleware: faults need the raw receiv
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,9 +20,22 @@ log = structlog.get_logger(__name__)
 
 ROUTES: dict[tuple[str, str], RouteName] = {
     ("POST", "/v1/auth/validate"): "auth",
+    ("POST", "/token"): "auth",
+    ("POST", "/token/challenge"): "auth",
     ("POST", "/v1/emails"): "emails",
+    ("POST", "/v2/emails"): "emails",
+    ("GET", "/brands/default/senders"): "senders",
+    ("GET", "/v2/logs/emails"): "logs",
     ("GET", "/v1/health"): "health",
 }
+EMAIL_BY_ID_PREFIX = "/v2/emails/"  # GET /v2/emails/{email_id}: the "logs" route
+
+
+def route_of(method: str, path: str) -> RouteName | None:
+    route = ROUTES.get((method, path))
+    if route is None and method == "GET" and path.startswith(EMAIL_BY_ID_PREFIX) and "/" not in path[11:]:
+        return "logs"
+    return route
 
 
 class FaultMiddleware:
@@ -30,23 +44,44 @@ class FaultMiddleware:
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = ROUTES.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        method, path = scope.get("method", ""), scope.get("path", "")
+        route = route_of(method, path) if scope["type"] == "http" else None
         if route is None:
             await self._app(scope, receive, send)
             return
-        self._count(route)
-        plan = self._state.faults.draw(route)
-        if plan is None:
-            await self._app(scope, receive, send)
-            return
-        log.info("fault.applied", route=route, **_describe(plan))
-        await self._apply(route, plan, scope, receive, send)
+        self._count(path)
+        answered: list[int] = []
 
-    def _count(self, route: RouteName) -> None:
-        if route == "auth":
-            self._state.stats.auth_calls += 1
-        elif route == "emails":
-            self._state.stats.email_calls += 1
+        async def observed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answered.append(int(message["status"]))
+            await send(message)
+
+        try:
+            plan = self._state.faults.draw(route)
+            if plan is None:
+                await self._app(scope, receive, observed_send)
+                return
+            log.info("fault.applied", route=route, **_describe(plan))
+            self._state.metrics.faults.labels(route, _kind(plan)).inc()
+            await self._apply(route, plan, scope, receive, observed_send)
+        finally:
+            self._state.metrics.requests.labels(route, str(answered[0]) if answered else "none").inc()
+
+    def _count(self, path: str) -> None:
+        stats = self._state.stats
+        if path == "/v1/auth/validate":
+            stats.auth_calls += 1
+        elif path == "/v1/emails":
+            stats.email_calls += 1
+        elif path.startswith("/token"):
+            stats.token_calls += 1
+        elif path == "/v2/emails":
+            stats.v2_email_calls += 1
+        elif path == "/brands/default/senders":
+            stats.senders_calls += 1
+        elif path != "/v1/health":
+            stats.logs_calls += 1
 
     async def _apply(self, route: RouteName, plan: FaultPlan, scope: Scope, receive: Receive, send: Send) -> None:
         if plan.latency_seconds > 0:
@@ -62,10 +97,11 @@ class FaultMiddleware:
         if plan.error_status is not None:
             await drain_body(receive)
             headers = {"Retry-After": str(plan.retry_after)} if plan.error_status == 429 else {}
-            body = {
-                "error": fault_error_code(route, plan.error_status),
-                "message": f"injected fault: HTTP {plan.error_status}",
-            }
+            code, message = fault_error_code(route, plan.error_status), f"injected fault: HTTP {plan.error_status}"
+            body: dict[str, Any] = {"error": code, "message": message}
+            if not str(scope.get("path", "")).startswith("/v1/"):
+                # The v2 API's error shape.
+                body = {"detail": [{"msg": message, "type": code}]}
             await send_json(send, plan.error_status, body, headers)
             return
         if plan.accept_then_drop:
@@ -110,6 +146,18 @@ def fault_error_code(route: RouteName, status: int) -> str:
     if status == 401:
         return "invalid_credentials" if route == "auth" else "invalid_token"
     return status_error_code(status)
+
+
+def _kind(plan: FaultPlan) -> str:
+    if plan.drop_connection:
+        return "drop_connection"
+    if plan.hang:
+        return "hang"
+    if plan.error_status is not None:
+        return f"error_{plan.error_status}"
+    if plan.accept_then_drop:
+        return "accept_then_drop"
+    return "latency"
 
 
 def _describe(plan: FaultPlan) -> dict[str, object]:

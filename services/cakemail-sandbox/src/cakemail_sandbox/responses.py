@@ -56,3 +56,32 @@ async def discard_body(request: Request) -> None:
             pass
     except ClientDisconnect:
         return
+
+
+# The v2 API's error shape (FastAPI's): {"detail": [{"msg", "type", "loc"?, "code"?}, ...]}.
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def detail_response(
+    status: int, details: list[dict[str, Any]], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"detail": details}, status_code=status, headers=headers)
+
+
+def unauthorized(msg: str) -> JSONResponse:
+    return detail_response(401, [{"msg": msg, "type": "unauthorized", "code": 401}], BEARER_CHALLENGE)
+
+
+def forbidden(msg: str) -> JSONResponse:
+    return detail_response(403, [{"msg": msg, "type": "forbidden", "code": 403}])
+
+
+def bad_request(msg: str, loc: list[str] | None = None) -> JSONResponse:
+    detail: dict[str, Any] = {"msg": msg, "type": "bad_request"}
+    if loc is not None:
+        detail["loc"] = loc
+    return detail_response(400, [detail])
+
+
+def unprocessable(details: list[dict[str, Any]]) -> JSONResponse:
+    return detail_response(422, details)

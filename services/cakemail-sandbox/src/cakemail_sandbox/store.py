@@ -33,6 +33,7 @@ class EmailRecord:
                 for attachment, size in zip(self.payload["attachments"], self.attachment_sizes, strict=True)
             ]
         return {
+            "flavor": "v1",
             "message_id": self.message_id,
             "account_id": self.account_id,
             "received_at": self.received_at,
@@ -42,20 +43,106 @@ class EmailRecord:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class V2EmailRecord:
+    """One accepted POST /v2/emails (one recipient), queued or rejected."""
+
+    id: str
+    account_id: int
+    email: str
+    status: str
+    received_at: str
+    submitted_time: float
+    request_id: str | None
+    payload: dict[str, Any]
+    sender_email: str
+    sender_name: str
+    # Decoded size of each attachment, in payload order, for the content-less view.
+    attachment_sizes: tuple[int, ...] = ()
+
+    def to_json(self, *, content: bool = True) -> dict[str, Any]:
+        payload = self.payload
+        attachment = payload.get("attachment")
+        if not content and attachment is not None:
+            payload = copy.copy(payload)
+            if isinstance(attachment, dict):
+                payload["attachment"] = _without_content(attachment, self.attachment_sizes[0])
+            else:
+                payload["attachment"] = [
+                    _without_content(item, size) for item, size in zip(attachment, self.attachment_sizes, strict=True)
+                ]
+        return {
+            "flavor": "v2",
+            "id": self.id,
+            "account_id": self.account_id,
+            "email": self.email,
+            "status": self.status,
+            "received_at": self.received_at,
+            "request_id": self.request_id,
+            "payload": payload,
+        }
+
+    def to_api_json(self) -> dict[str, Any]:
+        """The API's GetEmailResponse (GET /v2/emails/{email_id})."""
+        content = self.payload.get("content") or {}
+        tracking = {"opens": True, "clicks_html": True, "clicks_text": True, **(self.payload.get("tracking") or {})}
+        shown_content: dict[str, Any] = {"subject": content.get("subject"), "type": content.get("type")}
+        if isinstance(content.get("template"), dict):
+            shown_content["template_id"] = content["template"].get("id")
+        if content.get("custom_attributes"):
+            shown_content["custom_attributes"] = content["custom_attributes"]
+        answer: dict[str, Any] = {
+            "email_id": self.id,
+            "status": self.status,
+            "email": self.email,
+            "provider": "sandbox",
+            "submitted_time": int(self.submitted_time),
+            "unsubscribed": False,
+            "global_unsubscribed": False,
+            "soft_bounced": False,
+            "hard_bounced": False,
+            "reported_as_spam": False,
+            "open": 0,
+            "click": 0,
+            "tags": list(self.payload.get("tags") or []),
+            "sender": {"id": self.payload["sender"]["id"], "name": self.sender_name, "email": self.sender_email},
+            "content": shown_content,
+            "tracking": tracking,
+            "additional_headers": list(self.payload.get("additional_headers") or []),
+        }
+        if self.payload.get("list_id") is not None:
+            answer["list_id"] = self.payload["list_id"]
+        return answer
+
+
+def _without_content(attachment: dict[str, Any], size: int) -> dict[str, Any]:
+    return {**{k: v for k, v in attachment.items() if k != "content"}, "size": size}
+
+
+Record = EmailRecord | V2EmailRecord
+
+
 class Inbox:
-    """Every accepted email, oldest first."""
+    """Every accepted email, v1 and v2, oldest first."""
 
     def __init__(self) -> None:
-        self._records: list[EmailRecord] = []
+        self._records: list[Record] = []
+        self._v2: dict[str, V2EmailRecord] = {}
 
-    def add(self, record: EmailRecord) -> None:
+    def add(self, record: Record) -> None:
         self._records.append(record)
+        if isinstance(record, V2EmailRecord):
+            self._v2[record.id] = record
 
-    def all(self) -> list[EmailRecord]:
+    def all(self) -> list[Record]:
         return list(self._records)
+
+    def v2_email(self, email_id: str) -> V2EmailRecord | None:
+        return self._v2.get(email_id)
 
     def clear(self) -> None:
         self._records.clear()
+        self._v2.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +214,19 @@ class IdempotencyStore:
 
 @dataclass(slots=True)
 class Stats:
-    """Calls as they arrive (fault-injected ones included) and emails actually recorded."""
+    """Calls as they arrive (fault-injected ones included) and emails actually recorded (v1 and v2)."""
 
     auth_calls: int = 0
     email_calls: int = 0
     emails_recorded: int = 0
+    token_calls: int = 0
+    senders_calls: int = 0
+    v2_email_calls: int = 0
+    logs_calls: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"auth_calls": self.auth_calls, "email_calls": self.email_calls, "emails_recorded": self.emails_recorded}
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     def reset(self) -> None:
-        self.auth_calls = self.email_calls = self.emails_recorded = 0
+        for name in self.__dataclass_fields__:
+            setattr(self, name, 0)
