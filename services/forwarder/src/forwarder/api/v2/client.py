@@ -141,6 +141,7 @@ class _OneRecipient:
     async def find_previous(self, session: Session, since: float, ctx: CallContext) -> str | None:
         """Searches GET /v2/logs/emails around `since` for this recipient and subject (docs/errors.md, ambiguous)."""
         window = (max(1, int(since - self.lookup_window)), int(since + self.lookup_window) + 1)
+        events: list[tuple[str, str]] = []
         for page in range(1, _MAX_LOG_PAGES + 1):
             body = await self.pipeline.run(
                 "logs",
@@ -148,13 +149,12 @@ class _OneRecipient:
                 ctx,
             )
             try:
-                found = wire.find_in_logs_page(body, recipient=self.recipient, subject=self.subject)
+                found = wire.logs_page(body, recipient=self.recipient, subject=self.subject)
             except ValueError as exc:
                 raise ApiUnavailable(f"unreadable logs response: {exc}") from exc
-            if found.email_id is not None:
-                return found.email_id
+            events.extend(found.events)
             if not found.has_more:
-                return None
+                return wire.taken_email_id(events)
         raise ApiUnavailable("activity logs too long to settle a lost answer")
 
 

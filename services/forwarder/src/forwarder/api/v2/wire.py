@@ -401,26 +401,35 @@ def parse_submit_answer(body: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LogsPage:
-    email_id: str | None
+    # (email_id, event type) of the entries about the recipient and subject looked for, in the page's order
+    events: tuple[tuple[str, str], ...]
     has_more: bool
 
 
 _NOT_TAKEN = frozenset({"rejected", "error"})
 
 
-def find_in_logs_page(body: Any, *, recipient: str, subject: str) -> LogsPage:
-    """The email_id of a log entry showing the API took an email to `recipient` with `subject`, if this page has one."""
+def logs_page(body: Any, *, recipient: str, subject: str) -> LogsPage:
+    """The entries of one GET /v2/logs/emails page about an email to `recipient` with `subject`."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("logs response without data")
     wanted = recipient.strip().lower()
-    for entry in body["data"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("email_id"), str):
-            continue
-        if str(entry.get("email", "")).strip().lower() != wanted or entry.get("type") in _NOT_TAKEN:
-            continue
-        if "subject" in entry and entry["subject"] != subject:
-            continue
-        return LogsPage(entry["email_id"], False)
+    events = tuple(
+        (entry["email_id"], str(entry.get("type", "")))
+        for entry in body["data"]
+        if isinstance(entry, dict)
+        and isinstance(entry.get("email_id"), str)
+        and str(entry.get("email", "")).strip().lower() == wanted
+        and entry.get("subject", subject) == subject
+    )
     pagination = body.get("pagination")
-    has_more = isinstance(pagination, dict) and pagination.get("has_more") is True
-    return LogsPage(None, has_more)
+    return LogsPage(events, isinstance(pagination, dict) and pagination.get("has_more") is True)
+
+
+def taken_email_id(events: list[tuple[str, str]]) -> str | None:
+    """The id of an email the API took (it has events, none of them rejected or error), if any."""
+    refused = {email_id for email_id, kind in events if kind in _NOT_TAKEN}
+    for email_id, _ in events:
+        if email_id not in refused:
+            return email_id
+    return None
