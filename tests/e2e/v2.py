@@ -1,0 +1,24 @@
+"""Reading the sandbox's v2 records in e2e tests (docs/cakemail-api.md, "v2 records")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The built-in demo account's sender ids (docs/cakemail-api.md, "Built-in users, accounts and senders").
+DEMO_SENDER_IDS = {"demo@example.com": "1", "ann@example.com": "2", "a@example.com": "3", "sender@example.com": "4"}
+
+
+def v2_header(record: dict[str, Any], name: str) -> str | None:
+    """A header the gateway passed in additional_headers, or None."""
+    for header in record["payload"].get("additional_headers", []):
+        if header["name"].lower() == name.lower():
+            return str(header["value"])
+    return None
+
+
+def v2_records(emails: list[dict[str, Any]], **header: str) -> list[dict[str, Any]]:
+    """The v2 records carrying every given additional header (X_Tag="t" matches "X-Tag: t")."""
+    wanted = {name.replace("_", "-"): value for name, value in header.items()}
+    return [
+        e for e in emails if e["flavor"] == "v2" and all(v2_header(e, n) == v for n, v in wanted.items())
+    ]
