@@ -20,6 +20,7 @@ import pytest
 from devstack.certs import DevCertificate, ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
 from tests.conftest import SandboxView
+from tests.e2e.v2 import text_of
 from tests.smtp_wire import Reply, WireClient
 
 pytestmark = pytest.mark.e2e
@@ -302,6 +303,6 @@ def test_sigterm_drains_sessions_and_cuts_no_accepted_data(
         busy.close()
         assert stack.edge.process.wait(30) == 0
         [record] = sandbox.emails()
-        assert record["payload"]["text_body"] == "first half\nsecond half\n"
+        assert text_of(record) == "first half\nsecond half\n"
     finally:
         stack.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
 
 # The built-in demo account's sender ids (docs/cakemail-api.md, "Built-in users, accounts and senders").
@@ -19,6 +21,24 @@ def v2_header(record: dict[str, Any], name: str) -> str | None:
 def v2_records(emails: list[dict[str, Any]], **header: str) -> list[dict[str, Any]]:
     """The v2 records carrying every given additional header (X_Tag="t" matches "X-Tag: t")."""
     wanted = {name.replace("_", "-"): value for name, value in header.items()}
-    return [
-        e for e in emails if e["flavor"] == "v2" and all(v2_header(e, n) == v for n, v in wanted.items())
-    ]
+    return [e for e in emails if e["flavor"] == "v2" and all(v2_header(e, n) == v for n, v in wanted.items())]
+
+
+def text_of(record: dict[str, Any]) -> str | None:
+    """The text body a record carries, whichever API flavor made it."""
+    payload = record["payload"]
+    if record.get("flavor") == "v2":
+        return payload["content"].get("text")  # type: ignore[no-any-return]
+    return payload.get("text_body")  # type: ignore[no-any-return]
+
+
+def add_sender(sandbox_url: str, email: str, *, confirmed: bool = True, account_id: int = 1001) -> str:
+    """A sender added to a sandbox account at run time (POST /sandbox/senders); returns its id."""
+    request = urllib.request.Request(
+        sandbox_url + "/sandbox/senders",
+        data=json.dumps({"account_id": account_id, "email": email, "confirmed": confirmed}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.loads(response.read())["id"])
