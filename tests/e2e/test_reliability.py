@@ -62,7 +62,11 @@ def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) ->
         StackPorts.ephemeral(),
         certificate,
         log_dir=logs,
-        extra_env={"sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)}, "forwarder": {**FLAVOR, **forwarder}, "edge": EDGE},
+        extra_env={
+            "sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)},
+            "forwarder": {**FLAVOR, **forwarder},
+            "edge": EDGE,
+        },
     )
 
 
