@@ -187,18 +187,23 @@ def test_every_accepted_filename_matches_the_api_s_pattern(stem: str, extension:
     assert FILENAME.match(mapped.filename)
 
 
-def test_the_shared_body_is_the_payload_with_each_recipient() -> None:
-    email = dataclasses.replace(EMAIL, attachments=(_attachment("a.pdf", "application/pdf"),))
-    shared = wire.SharedBody.encode(payload(email))
-    length, pieces = shared.for_recipient("bob@x.test")
+@pytest.mark.parametrize("sizes", [(), (0,), (4,), (1, 2, 3), (3 * 256 * 1024 + 1, 5)])
+def test_the_shared_body_is_the_payload_with_each_recipient(sizes: tuple[int, ...]) -> None:
+    attachments = tuple(
+        OutgoingAttachment(f"f{i}.pdf", "application/pdf", "", False, bytes(range(256)) * (n // 256) + b"x" * (n % 256))
+        for i, n in enumerate(sizes)
+    )
+    email = dataclasses.replace(EMAIL, subject="caf\u00e9 \u2603", attachments=attachments)
+    mapped = tuple(wire.api_attachment(a, i) for i, a in enumerate(attachments))
+    head = payload(dataclasses.replace(email, attachments=()))
+    shared = wire.SharedBody.build(head, mapped)
+    length, pieces = shared.for_recipient("b\u00f6b@x.test")
     data = b"".join(pieces)
     assert len(data) == length
-    decoded = json.loads(data)
-    assert decoded["email"] == "bob@x.test"
-    assert decoded["attachment"] == [
-        {"filename": "a.pdf", "type": "pdf", "content": base64.b64encode(b"data").decode()}
-    ]
+    assert json.loads(data) == {"email": "b\u00f6b@x.test", **payload(email)}
     assert shared.payload("eve@x.test")["email"] == "eve@x.test"
+    if attachments:
+        assert [base64.b64decode(a["content"]) for a in json.loads(data)["attachment"]] == [a.data for a in attachments]
 
 
 @pytest.mark.parametrize(

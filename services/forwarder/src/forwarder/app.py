@@ -12,8 +12,6 @@ from grpc_reflection.v1alpha import reflection
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
 from forwarder.api.factory import create_api
-from forwarder.api.http import HttpTransport
-from forwarder.api.v2.client import V2Options
 from forwarder.config import ForwarderSettings
 from forwarder.delivery import open_delivery_record
 from forwarder.grpc_api.servicer import ForwarderServicer
@@ -57,24 +55,7 @@ class ForwarderApp:
             rng=random.Random(),
             metrics=self.metrics,
         )
-        transport = HttpTransport.create(
-            settings.cakemail_api_url,
-            timeout=settings.cakemail_api_timeout_seconds,
-            connect_timeout=settings.cakemail_api_connect_timeout_seconds,
-            max_connections=settings.max_inflight_api_calls,
-        )
-        self.api = create_api(
-            settings.cakemail_api_flavor,
-            transport,
-            pipeline,
-            V2Options(
-                default_api_type=settings.cakemail_email_api_type,
-                default_list_id=settings.cakemail_list_id,
-                sender_cache_ttl_seconds=settings.sender_cache_ttl_seconds,
-                sender_cache_max_entries=settings.sender_cache_max_entries,
-                lookup_window_seconds=settings.ambiguous_lookup_window_seconds,
-            ),
-        )
+        self.api = create_api(settings, pipeline)
         self.record = open_delivery_record(settings)
         self.service = SubmissionService(
             self.api,

@@ -244,16 +244,16 @@ class V2Api:
                 Rejection.FORBIDDEN, f"header X-Account-Id: account {account} is not one this user may act for"
             )
         sender = await self._sender(session, account, explicit, email, controls.sender_id, ctx)
-        payload = wire.email_payload(
+        head = wire.email_payload(
             email,
             sender=sender,
             controls=controls,
-            attachments=attachments,
+            attachments=(),
             default_api_type=self._options.default_api_type,
             default_list_id=self._options.default_list_id,
         )
-        body = wire.SharedBody.encode(payload)
-        subject = payload["content"]["subject"]
+        body = wire.SharedBody.build(head, attachments)
+        subject = head["content"]["subject"]
         return Submission(
             account_id=account,
             deliveries=tuple(

@@ -6,6 +6,7 @@ classified once. Pure: no I/O. Rules: docs/mapping.md; contract: docs/cakemail-a
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import unicodedata
@@ -260,23 +261,55 @@ def email_payload(
     return payload
 
 
+# Base64 works on 3-byte groups: a multiple of 3 keeps every piece's encoding independent of the next.
+_B64_CHUNK = 3 * 256 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class SharedBody:
-    """The payload encoded once for every recipient: each call sends {"email": <recipient>, <rest>} without copying
-    the (possibly 33 MB of base64) rest."""
+    """The payload for every recipient, encoded once but for the attachments' base64, which is produced in pieces
+    while a request is sent: a 25 MB message is never held again as base64, as a JSON string and as request bytes,
+    once per recipient. Each call sends {"email": <recipient>, ...}; `framing[i]` comes before attachment i's
+    content, `framing[-1]` closes the document."""
 
-    rest: bytes  # the encoded payload without its opening brace
+    framing: tuple[bytes, ...]
+    attachments: tuple[ApiAttachment, ...]
 
     @classmethod
-    def encode(cls, payload: dict[str, Any]) -> SharedBody:
-        return cls(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()[1:])
+    def build(cls, head: dict[str, Any], attachments: tuple[ApiAttachment, ...]) -> SharedBody:
+        """`head`: the payload without `email` and without `attachment`."""
+        encoded = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
+        if not attachments:
+            return cls((encoded[1:],), ())
+        framing = [encoded[1:-1] + b',"attachment":[']
+        for index, attachment in enumerate(attachments):
+            meta = json.dumps(
+                {"filename": attachment.filename, "type": attachment.type}, ensure_ascii=False, separators=(",", ":")
+            ).encode()
+            framing[-1] += (b"," if index else b"") + meta[:-1] + b',"content":"'
+            framing.append(b'"}')
+        framing[-1] += b"]}"
+        return cls(tuple(framing), attachments)
+
+    @property
+    def length(self) -> int:
+        content = sum(4 * ((len(a.data) + 2) // 3) for a in self.attachments)
+        return sum(len(piece) for piece in self.framing) + content
+
+    def _rest(self) -> Iterator[bytes]:
+        for before, attachment in zip(self.framing, self.attachments, strict=False):
+            yield before
+            view = memoryview(attachment.data)
+            for offset in range(0, len(view), _B64_CHUNK):
+                yield base64.b64encode(view[offset : offset + _B64_CHUNK])
+        yield self.framing[-1]
 
     def for_recipient(self, recipient: str) -> tuple[int, Iterator[bytes]]:
         head = b'{"email":' + json.dumps(recipient, ensure_ascii=False).encode() + b","
-        return len(head) + len(self.rest), iter((head, self.rest))
+        return len(head) + self.length, itertools.chain((head,), self._rest())
 
     def payload(self, recipient: str) -> dict[str, Any]:
-        """The decoded form, for tests and logs of shape (never of content)."""
+        """The decoded form, for tests."""
         return dict(json.loads(b"".join(self.for_recipient(recipient)[1])))
 
 
