@@ -63,7 +63,9 @@ def _forwarder_metric(stack: Stack, name: str, **labels: str) -> float:
 def test_three_recipients_become_three_calls_with_the_control_headers_applied(
     stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
 ) -> None:
-    message = _message(X_Tags="q3, finance", X_List_Id="77", X_Email_API_Type="marketing", X_Custom="kept")
+    message = _message(
+        X_Tags="q3, finance", X_List_Id="77", X_Email_API_Type="marketing", X_Track_Opens="false", X_Custom="kept"
+    )
     message.add_attachment(PDF, maintype="application", subtype="pdf", filename="Report Q3.pdf")
     with _client(stack, client_tls) as client:
         refused = client.send_message(message, from_addr="bounce@example.com", to_addrs=RECIPIENTS)
@@ -76,6 +78,7 @@ def test_three_recipients_become_three_calls_with_the_control_headers_applied(
         assert payload["sender"] == {"id": DEMO_SENDER_IDS["ann@example.com"], "name": "Ann"}
         assert payload["tags"] == ["q3", "finance"]
         assert payload["list_id"] == 77
+        assert payload["tracking"] == {"opens": False}
         assert payload["content"] == {
             "subject": "quarterly report",
             "text": "see attached\n",
@@ -87,7 +90,7 @@ def test_three_recipients_become_three_calls_with_the_control_headers_applied(
         ]
         names = {h["name"].lower() for h in payload["additional_headers"]}
         assert v2_header(record, "X-Custom") == "kept"
-        assert not names & {"x-tags", "x-list-id", "x-email-api-type", "message-id", "to", "cc"}
+        assert not names & {"x-tags", "x-list-id", "x-email-api-type", "x-track-opens", "message-id", "to", "cc"}
 
 
 def test_without_control_headers_the_settings_decide(
@@ -97,6 +100,26 @@ def test_without_control_headers_the_settings_decide(
     [record] = sandbox.emails()
     assert record["payload"]["content"]["type"] == "transactional"
     assert "list_id" not in record["payload"] and "tags" not in record["payload"]
+
+
+def test_x_account_id_sends_for_another_of_the_user_s_accounts(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    # demo@example.com is a confirmed sender of account 1002 too (its id there: "43"); ann@example.com is not.
+    assert _send(stack, client_tls, _message(sender="demo@example.com", X_Account_Id="1002"), ["bob@example.net"]) == (
+        250,
+        "ok",
+    )
+    [record] = sandbox.emails()
+    assert (record["account_id"], record["payload"]["sender"]["id"]) == (1002, "43")
+    code, text = _send(stack, client_tls, _message(X_Account_Id="1002"), ["bob@example.net"])
+    assert (code, text) == (
+        550,
+        "5.7.1 Sending not permitted: ann@example.com is not a confirmed sender of account 1002",
+    )
+    code, text = _send(stack, client_tls, _message(X_Account_Id="4242"), ["bob@example.net"])
+    assert code == 550 and "X-Account-Id: account 4242 is not one this user may act for" in text
+    assert len(sandbox.emails()) == 1
 
 
 def test_an_unconfirmed_sender_gets_550_5_7_1_naming_it_and_nothing_is_sent(
