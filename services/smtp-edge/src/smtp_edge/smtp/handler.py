@@ -132,7 +132,7 @@ class GatewayHandler:
             rcpt_tos=tuple(envelope.rcpt_tos),
         )
         try:
-            parsed = await self._parse(raw)
+            parsed, identity = await self._parse(raw, smtp_envelope.mail_from)
         except MessageRejected as rejected:
             log.info("message refused by the parser", reason=rejected.reason)
             code = "552 5.3.4" if isinstance(rejected, AttachmentTooLarge) else "550 5.6.0"
@@ -140,9 +140,7 @@ class GatewayHandler:
         except Exception:
             log.exception("message could not be parsed")
             return TEMPORARY_FAILURE
-        # The identity comes from what the client sent, so its resend is the same message (docs/mapping.md); a
-        # message without Message-ID gets one derived from that identity, the same on every resend.
-        identity = message_identity(raw, parsed.message_id, smtp_envelope.mail_from)
+        # A message without Message-ID gets one derived from its identity, the same on every resend.
         if not parsed.message_id:
             parsed = dataclasses.replace(
                 parsed, message_id=derived_message_id(identity, self._limits.message_id_domain)
@@ -178,9 +176,16 @@ class GatewayHandler:
         self._metrics.client_gone_during_forward.labels(outcome).inc()
         log.warning("forwarding finished after the client disconnected", outcome=outcome)
 
-    async def _parse(self, raw: bytes) -> ParsedMessage:
+    async def _parse(self, raw: bytes, mail_from: str) -> tuple[ParsedMessage, str]:
+        """The parsed message and its identity, taken from what the client sent so that its resend is the same
+        message (docs/mapping.md, "Message identity")."""
         limit = self._limits.max_attachment_bytes
         if len(raw) > self._limits.parse_in_thread_bytes:
-            # Large messages are parsed off the event loop so other sessions keep flowing (aiosmtpd #293).
-            return await asyncio.to_thread(parse_message, raw, max_attachment_bytes=limit)
-        return parse_message(raw, max_attachment_bytes=limit)
+            # Large messages are parsed (and hashed) off the event loop so other sessions keep flowing (aiosmtpd #293).
+            return await asyncio.to_thread(_read, raw, mail_from, limit)
+        return _read(raw, mail_from, limit)
+
+
+def _read(raw: bytes, mail_from: str, max_attachment_bytes: int | None) -> tuple[ParsedMessage, str]:
+    parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+    return parsed, message_identity(raw, parsed.message_id, mail_from)
