@@ -33,6 +33,7 @@ class Submission:
     account_id: str
     deliveries: tuple[Delivery, ...]
     # True when the API has no idempotency key: only the gateway's delivery record stops a resend from sending again.
+    # Then every delivery has exactly one recipient (the record is kept per recipient).
     needs_record: bool
 
 

@@ -128,7 +128,8 @@ class SubmissionService:
             except Exception as exc:
                 return [RecipientOutcome(r, error=exc) for r in delivery.recipients]
             return [RecipientOutcome(r, email_id=email_id) for r in delivery.recipients]
-        return [await self._deliver_once(plan, delivery, recipient, message, ctx) for recipient in delivery.recipients]
+        (recipient,) = delivery.recipients  # a recorded delivery has one recipient (api.interface.Submission)
+        return [await self._deliver_once(plan, delivery, recipient, message, ctx)]
 
     def _lease_seconds(self, ctx: CallContext) -> float:
         remaining = ctx.remaining()
