@@ -14,6 +14,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import aiosmtplib
@@ -51,8 +52,9 @@ def large_message() -> bytes:
     for index in range(2):
         encoded = base64.encodebytes(os.urandom(per_attachment)).replace(b"\n", b"\r\n")
         parts.append(
-            b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-            + f'Content-Disposition: attachment; filename="blob{index}.bin"\r\n\r\n'.encode()
+            # PDF by name and type: a type the real API (v2, the default flavor) carries.
+            b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+            + f'Content-Disposition: attachment; filename="blob{index}.pdf"\r\n\r\n'.encode()
             + encoded
         )
     parts.append(b"--b--\r\n")
@@ -69,7 +71,11 @@ async def send(port: int, tls: ssl.SSLContext, message: bytes) -> float:
 
 
 def small_message(n: int) -> bytes:
-    return f"From: bench@example.com\r\nTo: sink@example.net\r\nSubject: small {n}\r\n\r\nsmall {n}\r\n".encode()
+    # A Message-ID of its own: a resent identical message would be recognised and not sent again (docs/mapping.md).
+    return (
+        f"From: bench@example.com\r\nTo: sink@example.net\r\nMessage-ID: <{uuid.uuid4().hex}@bench>\r\n"
+        f"Subject: small {n}\r\n\r\nsmall {n}\r\n"
+    ).encode()
 
 
 async def small_load(port: int, tls: ssl.SSLContext, stop: asyncio.Event, latencies: list[float]) -> None:

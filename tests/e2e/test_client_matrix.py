@@ -2,7 +2,8 @@
 
 smtplib, aiosmtplib, swaks (Debian), Nodemailer (npm), PHPMailer (Debian) and Ruby's `mail` gem with its SMTP
 delivery (Debian; what ActionMailer uses) each send the same message; the
-sandbox must receive the same payload. docs/compatibility.md is the table of what this proves.
+sandbox must receive the same payload: on the v2 API (the default), one POST /v2/emails per envelope recipient.
+docs/compatibility.md is the table of what this proves.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.conftest import SandboxView
+from tests.e2e.v2 import DEMO_SENDER_IDS, v2_header
 
 pytestmark = pytest.mark.e2e
 
@@ -80,8 +82,8 @@ class Job:
                 "headers": {"X-Tag": self.tag},
                 "attachments": [
                     {
-                        "filename": "data.bin",
-                        "content_type": "application/octet-stream",
+                        "filename": "data.pdf",
+                        "content_type": "application/pdf",
                         "content_b64": base64.b64encode(ATTACHMENT).decode(),
                     }
                 ],
@@ -98,7 +100,7 @@ class Job:
         msg["X-Tag"] = self.tag
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")
-        msg.add_attachment(ATTACHMENT, maintype="application", subtype="octet-stream", filename="data.bin")
+        msg.add_attachment(ATTACHMENT, maintype="application", subtype="pdf", filename="data.pdf")
         return msg
 
 
@@ -204,17 +206,16 @@ def test_client_sends_through_the_gateway(
     )
     CLIENTS[client](job, tmp_path)
 
-    mine = [e for e in sandbox.emails() if e["payload"]["headers"].get("X-Tag") == job.tag]
-    assert len(mine) == 1, f"expected exactly one delivery for {job.tag}, got {len(mine)}"
-    payload = mine[0]["payload"]
-    assert payload["from"]["email"] == "ann@example.com"
-    assert payload["envelope_from"] == job.mail_from
-    assert [m["email"] for m in payload["to"]] == ["bob@example.net"]
-    assert [m["email"] for m in payload["cc"]] == ["carol@example.org"]
-    assert [m["email"] for m in payload["bcc"]] == ["dave@example.com"]
-    assert payload["subject"] == job.subject
-    assert payload["text_body"].strip() == job.text
-    assert payload["html_body"].strip() == job.html
-    [attachment] = payload["attachments"]
-    assert attachment["filename"] == "data.bin"
-    assert base64.b64decode(attachment["content"]) == ATTACHMENT
+    mine = [e for e in sandbox.emails() if v2_header(e, "X-Tag") == job.tag]
+    assert sorted(e["email"] for e in mine) == sorted(job.rcpt_tos), f"one call per recipient for {job.tag}"
+    for record in mine:
+        assert (record["flavor"], record["status"], record["account_id"]) == ("v2", "queued", 1001)
+        payload = record["payload"]
+        assert payload["sender"]["id"] == DEMO_SENDER_IDS["ann@example.com"]
+        content = payload["content"]
+        assert (content["subject"], content["encoding"], content["type"]) == (job.subject, "utf-8", "transactional")
+        assert content["text"].strip() == job.text
+        assert content["html"].strip() == job.html
+        [attachment] = payload["attachment"]
+        assert (attachment["filename"], attachment["type"]) == ("data.pdf", "pdf")
+        assert base64.b64decode(attachment["content"]) == ATTACHMENT

@@ -17,6 +17,12 @@ from tests.strategies import Spec, specs
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="session")
+def stack(v1_stack: Stack) -> Stack:
+    """This module checks the v1 payload shape (to/cc/bcc, any attachment type): it runs on the v1 flavor."""
+    return v1_stack
+
+
 @settings(
     max_examples=25,
     deadline=None,

@@ -51,7 +51,7 @@ def _frames(blob: bytes) -> Iterator[pb.SubmitMessageRequest]:
             envelope=pb.Envelope(mail_from="svc@example.com", rcpt_tos=["bob@example.net", "audit@example.org"]),
             headers=headers,
             text_body="sent over gRPC",
-            attachments=[pb.Attachment(filename="data.bin", content_type="application/octet-stream", size=len(blob))],
+            attachments=[pb.Attachment(filename="data.pdf", content_type="application/pdf", size=len(blob))],
         )
     )
     for offset in range(0, len(blob), MIB):
@@ -63,18 +63,21 @@ def _frames(blob: bytes) -> Iterator[pb.SubmitMessageRequest]:
 def test_direct_submission_with_streamed_attachment(channel: grpc.Channel, sandbox: SandboxView) -> None:
     stub = pb_grpc.ForwarderServiceStub(channel)
     account = stub.Authenticate(pb.AuthenticateRequest(credentials=CREDENTIALS), timeout=10)
-    assert account.account_id == "acct-demo"
+    assert account.account_id == "1001"  # the user's default account (v2: the first of the token's accounts)
     blob = bytes(range(256)) * (10 * 1024 + 7)  # 2.5 MiB: three chunks
     response = stub.SubmitMessage(_frames(blob), timeout=30, metadata=(("x-request-id", "grpc-caller-42"),))
     assert response.result == pb.SUBMIT_RESULT_ACCEPTED
-    [record] = sandbox.emails()
-    assert record["message_id"] == response.message_ids[0]
-    assert record["request_id"] == "grpc-caller-42"
-    payload = record["payload"]
-    assert payload["from"] == {"email": "svc@example.com", "name": "Internal Service"}
-    assert [m["email"] for m in payload["to"]] == ["bob@example.net"]
-    assert [m["email"] for m in payload["bcc"]] == ["audit@example.org"]
-    assert base64.b64decode(payload["attachments"][0]["content"]) == blob
+    records = sandbox.emails()
+    assert sorted(r["email"] for r in records) == ["audit@example.org", "bob@example.net"]  # one call per recipient
+    assert sorted(r["id"] for r in records) == sorted(response.message_ids)
+    assert sorted((r.recipient, r.message_id) for r in response.recipients) == sorted(
+        (r["email"], r["id"]) for r in records
+    )
+    for record in records:
+        assert record["request_id"] == "grpc-caller-42"
+        payload = record["payload"]
+        assert payload["sender"]["name"] == "Internal Service"
+        assert base64.b64decode(payload["attachment"][0]["content"]) == blob
 
 
 @pytest.mark.parametrize(

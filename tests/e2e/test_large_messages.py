@@ -16,6 +16,13 @@ from tests.conftest import SandboxView
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="session")
+def stack(v1_stack: Stack) -> Stack:
+    """This module checks the v1 payload shape (to/cc/bcc, any attachment type): it runs on the v1 flavor."""
+    return v1_stack
+
+
 MIB = 1024 * 1024
 
 

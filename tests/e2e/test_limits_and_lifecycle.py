@@ -22,6 +22,7 @@ import pytest
 from devstack.certs import DevCertificate, ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
 from tests.conftest import SandboxView, metric
+from tests.e2e.v2 import subject_of, text_of
 from tests.smtp_wire import Reply, WireClient
 
 pytestmark = pytest.mark.e2e
@@ -201,7 +202,7 @@ def test_bare_newline_reject_refuses_bare_line_endings(
         )
         assert client.cmd("NOOP").code == 250  # one reply for the whole DATA: nothing was smuggled
         assert send_message(client, b"Subject: crlf\r\n\r\nfine\r\n.\r\n").code == 250
-    assert [e["payload"]["subject"] for e in limits_sandbox.emails()] == ["crlf"]
+    assert [subject_of(e) for e in limits_sandbox.emails()] == ["crlf"]
     assert metric(limits_stack.ports.edge_http, "smtp_messages_total", code="550") == counted_before + 1
 
 
@@ -385,7 +386,7 @@ def test_sigterm_drains_sessions_and_cuts_no_accepted_data(
         busy.close()
         assert stack.edge.process.wait(30) == 0
         [record] = sandbox.emails()
-        assert record["payload"]["text_body"] == "first half\nsecond half\n"
+        assert text_of(record) == "first half\nsecond half\n"
     finally:
         stack.stop()
 
@@ -438,6 +439,6 @@ def test_a_rolling_update_gives_smtplib_users_no_error_for_delivered_mail(
             assert in_flight.getreply()[0] == 250  # the message being forwarded gets its answer
         # Leaving `with` sent QUIT on `in_flight`: a 221 (anything else would have raised here).
         assert stack.edge.process.wait(30) == 0
-        assert sorted(e["payload"]["subject"] for e in sandbox.emails()) == ["before", "in flight"]
+        assert sorted(subject_of(e) for e in sandbox.emails()) == ["before", "in flight"]
     finally:
         stack.stop()

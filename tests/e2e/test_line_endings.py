@@ -20,6 +20,7 @@ import pytest
 from devstack.certs import DevCertificate
 from devstack.stack import Stack, StackPorts
 from tests.conftest import SandboxView
+from tests.e2e.v2 import text_of
 from tests.smtp_wire import WireClient, open_session
 
 pytestmark = pytest.mark.e2e
@@ -207,7 +208,7 @@ def test_commands_ending_in_a_bare_lf_work(stack: Stack, sandbox: SandboxView, c
         client.send(b"QUIT\n")
         assert client.reply().code == 221
     [record] = sandbox.emails()
-    assert record["payload"]["text_body"] == "body\n"
+    assert text_of(record) == "body\n"
 
 
 def with_message_id(raw: bytes, name: str) -> bytes:

@@ -52,6 +52,9 @@ BREAKER = {
     "RETRY_MAX_DELAY_SECONDS": "0.1",
 }
 EDGE = {"FORWARDER_TIMEOUT_SECONDS": "4", "MAX_CONNECTIONS_PER_IP": "500"}
+# The resilience pipeline (retries, breaker, bulkhead) is the same for both flavors; this module drives it through
+# v1, whose Idempotency-Key makes every lost answer repeatable. v2's rules: tests/e2e/test_v2_submission.py.
+FLAVOR = {"CAKEMAIL_API_FLAVOR": "v1"}
 
 
 def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) -> Stack:
@@ -59,7 +62,11 @@ def _stack(certificate: DevCertificate, logs: Any, forwarder: dict[str, str]) ->
         StackPorts.ephemeral(),
         certificate,
         log_dir=logs,
-        extra_env={"sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)}, "forwarder": forwarder, "edge": EDGE},
+        extra_env={
+            "sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)},
+            "forwarder": {**FLAVOR, **forwarder},
+            "edge": EDGE,
+        },
     )
 
 

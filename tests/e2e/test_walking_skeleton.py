@@ -14,6 +14,13 @@ from tests.conftest import SandboxView
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(scope="session")
+def stack(v1_stack: Stack) -> Stack:
+    """This module checks the v1 payload shape (to/cc/bcc, any attachment type): it runs on the v1 flavor."""
+    return v1_stack
+
+
 DEMO = ("demo@example.com", "demo-password")
 PDF = b"%PDF-1.4 skeleton\n" * 64
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.api.wire import email_payload
+from forwarder.api.v1.wire import email_payload
 from forwarder.submission.assembly import assemble
 from forwarder.submission.mapping import to_outgoing_email
 from smtp_edge.forwarding.frames import SmtpCredentials, SmtpEnvelope, submission_frames
@@ -44,7 +44,7 @@ def expected_payload(expected: dict[str, Any]) -> dict[str, Any]:
             if address["email"].lower() in pending:
                 del pending[address["email"].lower()]
                 visible[field].append(address)
-    headers: dict[str, str] = {"Message-ID": expected["message_id"]}
+    headers: dict[str, str] = {"Message-ID": expected["message_id"]} if expected["message_id"] else {}
     for name, value in expected["extra_headers"]:
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     payload: dict[str, Any] = {
@@ -80,11 +80,9 @@ async def _stream(frames: Iterable[pb.SubmitMessageRequest]) -> AsyncIterator[pb
 
 
 def actual_payload(raw: bytes, envelope: list[str]) -> dict[str, Any]:
-    parsed = parse_message(raw, message_id_domain="gateway.test")
+    parsed = parse_message(raw)
     frames = submission_frames(parsed, SmtpEnvelope(MAIL_FROM, tuple(envelope)), SmtpCredentials("u", "p"))
     payload = email_payload(to_outgoing_email(asyncio.run(assemble(_stream(frames), size_limit=50_000_000))))
-    if payload["headers"]["Message-ID"].endswith("@gateway.test>"):
-        payload["headers"]["Message-ID"] = "<generated@gateway.test>"
     for attachment in payload["attachments"]:
         attachment["sha256"] = hashlib.sha256(base64.b64decode(attachment.pop("content"))).hexdigest()
     return payload

@@ -10,7 +10,7 @@ from email import policy
 from hypothesis import HealthCheck, given, settings
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.api.wire import email_payload
+from forwarder.api.v1.wire import email_payload
 from forwarder.submission.assembly import assemble
 from forwarder.submission.mapping import to_outgoing_email
 from smtp_edge.forwarding.frames import CHUNK_BYTES, SmtpCredentials, SmtpEnvelope, submission_frames
@@ -25,7 +25,7 @@ async def _stream(frames: Iterable[pb.SubmitMessageRequest]) -> AsyncIterator[pb
 
 
 def through_the_core(raw: bytes) -> dict[str, object]:
-    parsed = parse_message(raw, message_id_domain="gateway.test")
+    parsed = parse_message(raw)
     frames = submission_frames(
         parsed,
         SmtpEnvelope(mail_from="bounce@example.com", rcpt_tos=("bob@example.net", "hidden@example.org")),

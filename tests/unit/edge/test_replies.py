@@ -29,6 +29,9 @@ REPLY = re.compile(r"^[245]\d\d [245]\.\d{1,3}\.\d{1,3} [ -~]+$")
         (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_TOO_LARGE), "552 5.3.4"),
         (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_RATE_LIMITED, retry_after_seconds=30), "451 4.7.1"),
         (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_UNSPECIFIED), "451 4.3.0"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_REJECTED_UNSUPPORTED, detail="x.exe"), "554 5.6.1"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_RECIPIENTS_DEFERRED, detail="1 of 2"), "451 4.3.0"),
+        (pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_RECIPIENTS_REFUSED, detail="1 of 2"), "554 5.0.0"),
     ],
 )
 def test_response_replies(response: pb.SubmitMessageResponse, expected: str) -> None:
@@ -48,6 +51,7 @@ def test_rejection_detail_and_retry_hint_reach_the_client() -> None:
     ("code", "expected"),
     [
         (grpc.StatusCode.UNAUTHENTICATED, "535 5.7.8"),
+        (grpc.StatusCode.PERMISSION_DENIED, "550 5.7.8"),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "451 4.3.2"),
         (grpc.StatusCode.INVALID_ARGUMENT, "550 5.6.0"),
         (grpc.StatusCode.UNAVAILABLE, "451 4.3.0"),
@@ -106,3 +110,24 @@ def test_safe_text_is_one_short_printable_line() -> None:
 )
 def test_builtin_replies_get_enhanced_codes(builtin: str, expected: str) -> None:
     assert with_enhanced_code(builtin, size_limit=1000) == expected
+
+
+def test_partial_delivery_replies_say_how_many_were_sent_and_which_failed() -> None:
+    deferred = pb.SubmitMessageResponse(
+        result=pb.SUBMIT_RESULT_RECIPIENTS_DEFERRED,
+        detail="2 of 3 recipients sent; deferred: c@x.test (Cakemail API unavailable)",
+    )
+    assert reply_for_response(deferred) == (
+        "451 4.3.0 Not sent to every recipient, try again: 2 of 3 recipients sent; "
+        "deferred: c@x.test (Cakemail API unavailable)"
+    )
+    unsupported = pb.SubmitMessageResponse(
+        result=pb.SUBMIT_RESULT_REJECTED_UNSUPPORTED, detail="attachment 'a.exe' has the extension .exe"
+    )
+    assert reply_for_response(unsupported).startswith("554 5.6.1 Message content not supported: attachment 'a.exe'")
+
+
+def test_an_mfa_user_is_told_why_smtp_auth_cannot_work() -> None:
+    reply = reply_for_auth_error(grpc.StatusCode.PERMISSION_DENIED)
+    assert reply.startswith("535 5.7.8 ") and "multi-factor" in reply and "SMTP AUTH cannot answer" in reply
+    assert REPLY.match(reply)

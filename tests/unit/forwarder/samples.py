@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forwarder.api.wire import Mailbox, OutgoingEmail
+from forwarder.api.model import Mailbox, OutgoingEmail
 
 EMAIL = OutgoingEmail(
     sender=Mailbox("a@x.test"),

@@ -80,18 +80,37 @@ async def test_size_limit_counts_streamed_content() -> None:
 
 
 async def _key(frames: list[pb.SubmitMessageRequest]) -> str:
-    return (await assemble(_stream(frames), size_limit=10_000)).idempotency_key
+    return (await assemble(_stream(frames), size_limit=10_000)).content_digest
 
 
-async def test_idempotency_key_ignores_recipient_order_and_password() -> None:
+async def test_content_digest_ignores_recipient_order_password_and_identity_fields() -> None:
     base = await _key([start(rcpts=("a@x.test", "b@x.test"))])
     assert base == await _key([start(rcpts=("B@x.test", "a@x.test"))])
     other_password = start(rcpts=("a@x.test", "b@x.test"))
     other_password.start.credentials.password = "different"
     assert base == await _key([other_password])
+    with_ids = start(rcpts=("a@x.test", "b@x.test"))
+    with_ids.start.headers.message_id = "<made-up@edge-1>"
+    with_ids.start.message_identity = "sha256:abc"
+    assert base == await _key([with_ids])
 
 
-async def test_idempotency_key_changes_with_content_or_recipients() -> None:
+async def test_identity_is_the_given_one_else_the_message_id_else_a_digest_of_the_stream() -> None:
+    async def identity(frame: pb.SubmitMessageRequest) -> str:
+        return (await assemble(_stream([frame]), size_limit=10_000)).identity
+
+    given = start()
+    given.start.message_identity = "sha256:from-the-edge"
+    given.start.headers.message_id = "<x@edge>"
+    assert await identity(given) == "sha256:from-the-edge"
+    with_message_id = start()
+    with_message_id.start.headers.message_id = "<client@x.test>"
+    assert await identity(with_message_id) == "<client@x.test>"
+    bare = await identity(start())
+    assert bare.startswith("sha256:") and bare == await identity(start())
+
+
+async def test_content_digest_changes_with_content_or_recipients() -> None:
     base = await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")])
     assert base != await _key([start(attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"b")])
     assert base != await _key(

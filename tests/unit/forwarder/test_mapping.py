@@ -7,7 +7,8 @@ import base64
 import pytest
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.api.wire import Mailbox, email_payload
+from forwarder.api.model import Mailbox
+from forwarder.api.v1.wire import email_payload
 from forwarder.submission.assembly import AssembledMessage
 from forwarder.submission.mapping import split_recipients, to_outgoing_email
 
@@ -55,7 +56,8 @@ def _assembled(start: pb.MessageStart, attachments: tuple[bytes, ...] = ()) -> A
         text_body=start.text_body,
         html_body=start.html_body,
         attachment_data=attachments,
-        idempotency_key="k",
+        identity="<m@x.test>",
+        content_digest="d",
         size=0,
     )
 

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from forwarder.api.errors import ApiRateLimited, ApiRejected, ApiUnavailable
-from forwarder.api.wire import ApiErrorBody
+from forwarder.api.errors import ApiRateLimited, ApiRejected, ApiUnavailable, Rejection
 from forwarder.resilience.breaker import BreakerOpen, BreakerSettings, BreakerState, CircuitBreaker
 from forwarder.resilience.retry import RetryPolicy, call_with_retries
 
@@ -21,7 +20,7 @@ POLICY = RetryPolicy(max_attempts=3, base_delay=0.1, max_delay=1.0)
         (2, ApiUnavailable("503", retryable=True), 10.0, True),
         (3, ApiUnavailable("503", retryable=True), 10.0, False),  # attempts used up
         (1, ApiUnavailable("500", retryable=False), 10.0, False),
-        (1, ApiRejected(400, ApiErrorBody("", "", "")), 10.0, False),
+        (1, ApiRejected(Rejection.INVALID, "", status=400), 10.0, False),
         (1, ApiRateLimited(2.0), 10.0, True),
         (1, ApiRateLimited(2.0), 2.1, False),  # would leave no time for the call
         (1, ApiUnavailable("connect", retryable=True), 0.2, False),
@@ -65,7 +64,7 @@ async def test_call_with_retries_stops_at_the_first_success() -> None:
 
 async def test_call_with_retries_raises_what_it_may_not_retry() -> None:
     async def call() -> str:
-        raise ApiRejected(400, ApiErrorBody("validation_error", "bad", "from"))
+        raise ApiRejected(Rejection.INVALID, "bad", status=400)
 
     with pytest.raises(ApiRejected):
         await call_with_retries(call, POLICY, deadline=None, rng=random.Random(0))

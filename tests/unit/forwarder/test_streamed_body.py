@@ -8,7 +8,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forwarder.api.wire import Mailbox, OutgoingAttachment, OutgoingEmail, email_body, email_payload
+from forwarder.api.model import Mailbox, OutgoingAttachment, OutgoingEmail
+from forwarder.api.v1.wire import email_body, email_payload
 from tests.unit.forwarder.samples import EMAIL
 
 texts = st.text(max_size=40)

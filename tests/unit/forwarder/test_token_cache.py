@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from forwarder.api.errors import ApiUnavailable
-from forwarder.api.wire import ApiToken
+from forwarder.api.model import Session
 from forwarder.credentials.token_cache import TokenCache
 from forwarder.metrics import ForwarderMetrics
 
@@ -30,13 +30,21 @@ class CountingFetcher:
         self.fail_with: Exception | None = None
         self.release = asyncio.Event()
         self.release.set()
+        self.previous: list[Session | None] = []
 
-    async def __call__(self, username: str, password: str) -> ApiToken:
+    async def __call__(self, username: str, password: str, previous: Session | None, request_id: str) -> Session:
         self.calls += 1
+        self.previous.append(previous)
         await self.release.wait()
         if self.fail_with:
             raise self.fail_with
-        return ApiToken(api_key=f"key-{self.calls}", account_id="a", email=username, expires_in=self.expires_in)
+        return Session(
+            access_token=f"key-{self.calls}",
+            accounts=("1",),
+            email=username,
+            expires_in=self.expires_in,
+            refresh_token=f"refresh-{self.calls}",
+        )
 
 
 def make_cache(fetch: CountingFetcher, clock: Clock, ttl_cap: float = 900, max_entries: int = 100) -> TokenCache:
@@ -74,7 +82,7 @@ async def test_concurrent_lookups_make_one_call() -> None:
     fetch.release.set()
     tokens = await asyncio.gather(*waiting)
     assert fetch.calls == 1
-    assert {t.api_key for t in tokens} == {"key-1"}
+    assert {t.access_token for t in tokens} == {"key-1"}
 
 
 async def test_a_cancelled_first_caller_does_not_cancel_the_fetch_for_others() -> None:
@@ -86,7 +94,7 @@ async def test_a_cancelled_first_caller_does_not_cancel_the_fetch_for_others() -
     await asyncio.sleep(0)
     first.cancel()
     fetch.release.set()
-    assert (await second).api_key == "key-1"
+    assert (await second).access_token == "key-1"
     assert fetch.calls == 1
 
 
@@ -116,7 +124,7 @@ async def test_failures_are_not_cached() -> None:
     with pytest.raises(ApiUnavailable):
         await cache.token_for("u", "p")
     fetch.fail_with = None
-    assert (await cache.token_for("u", "p")).api_key == "key-2"
+    assert (await cache.token_for("u", "p")).access_token == "key-2"
 
 
 async def test_invalidate_forces_a_new_call() -> None:
@@ -124,7 +132,7 @@ async def test_invalidate_forces_a_new_call() -> None:
     cache = make_cache(fetch, Clock())
     await cache.token_for("u", "p")
     cache.invalidate("u", "p")
-    assert (await cache.token_for("u", "p")).api_key == "key-2"
+    assert (await cache.token_for("u", "p")).access_token == "key-2"
 
 
 async def test_size_is_bounded() -> None:
@@ -139,3 +147,20 @@ def test_keys_do_not_contain_the_password() -> None:
     cache = make_cache(CountingFetcher(), Clock())
     key = cache._key("user", "hunter2")
     assert b"hunter2" not in key and b"user" not in key
+
+
+async def test_an_expired_session_is_handed_over_for_its_refresh_token_and_invalidate_drops_it() -> None:
+    fetch, clock = CountingFetcher(expires_in=100), Clock()
+    cache = make_cache(fetch, clock)
+    await cache.token_for("u", "p")
+    assert fetch.previous == [None]
+    clock.now += 95  # past 90% of the token's life
+    renewed = await cache.token_for("u", "p")
+    assert renewed.access_token == "key-2"
+    previous = fetch.previous[-1]
+    assert previous is not None and previous.refresh_token == "refresh-1"
+    cache.invalidate("u", "p")  # the API refused it: the password decides, not the refresh token
+    await cache.token_for("u", "p")
+    assert fetch.previous[-1] is None
+    await cache.token_for("u", "other-password")
+    assert fetch.previous[-1] is None  # another password never reaches this user's refresh token

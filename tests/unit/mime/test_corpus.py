@@ -24,5 +24,5 @@ def test_corpus_is_complete() -> None:
 def test_corpus_message(name: str) -> None:
     raw = crlf((CORPUS / f"{name}.eml").read_bytes())
     expected = json.loads((CORPUS / f"{name}.expected.json").read_text(encoding="utf-8"))
-    parsed = parse_message(raw, message_id_domain="gateway.test")
+    parsed = parse_message(raw)
     assert as_expected_shape(parsed) == expected

@@ -7,12 +7,13 @@ import base64
 import pytest
 
 from smtp_edge.mime import AttachmentTooLarge, ParsedMessage, parse_message
+from smtp_edge.mime.parser import derived_message_id, message_identity
 
 HEAD = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nMessage-ID: <m@example.com>\r\n"
 
 
 def parse(raw: bytes, limit: int | None = None) -> ParsedMessage:
-    parsed = parse_message(raw, message_id_domain="gateway.test", max_attachment_bytes=limit)
+    parsed = parse_message(raw, max_attachment_bytes=limit)
     for value in (parsed.subject, parsed.text_body, parsed.html_body, *[a.filename for a in parsed.attachments]):
         value.encode("utf-8")  # no lone surrogates anywhere
     return parsed
@@ -204,12 +205,18 @@ def test_no_limit_means_no_rejection() -> None:
     assert len(parse(_with_attachment(b"x" * 100_000, "big.pdf")).attachments[0].data) == 100_000
 
 
-def test_missing_message_id_is_generated_with_the_configured_domain() -> None:
-    first = parse_message(b"Subject: x\r\n\r\nbody", message_id_domain="relay.example")
-    second = parse_message(b"Subject: x\r\n\r\nbody", message_id_domain="relay.example")
-    assert first.message_id.startswith("<") and first.message_id.endswith("@relay.example>")
-    assert len(first.message_id) == len("<@relay.example>") + 32
-    assert first.message_id != second.message_id
+def test_missing_message_id_stays_missing_and_the_identity_comes_from_what_the_client_sent() -> None:
+    raw = b"Subject: x\r\n\r\nbody"
+    assert parse_message(raw).message_id == ""
+    first = message_identity(raw, "", "a@x.test")
+    assert first == message_identity(raw, "", "a@x.test")  # the same bytes sent again: the same message
+    assert first != message_identity(raw + b"!", "", "a@x.test")
+    assert first != message_identity(raw, "", "b@x.test")
+    assert message_identity(raw, "<id@client>", "a@x.test") == "<id@client>"
+    generated = derived_message_id(first, "relay.example")
+    assert generated == derived_message_id(first, "relay.example")
+    assert generated.startswith("<") and generated.endswith("@relay.example>")
+    assert len(generated) == len("<@relay.example>") + 32
 
 
 @pytest.mark.parametrize(

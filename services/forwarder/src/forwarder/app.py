@@ -11,14 +11,16 @@ from grpc_reflection.v1alpha import reflection
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
-from forwarder.api.client import CakemailClient
+from forwarder.api.factory import create_api
 from forwarder.config import ForwarderSettings
+from forwarder.delivery import open_delivery_record
 from forwarder.grpc_api.servicer import ForwarderServicer
 from forwarder.metrics import ForwarderMetrics
 from forwarder.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from forwarder.resilience.bulkhead import Bulkhead
+from forwarder.resilience.pipeline import ApiPipeline
 from forwarder.resilience.retry import RetryPolicy
-from forwarder.submission.service import Resilience, SubmissionService
+from forwarder.submission.service import SubmissionService, SubmissionSettings
 from gateway_common.lifecycle import serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 
@@ -31,38 +33,41 @@ class ForwarderApp:
     def __init__(self, settings: ForwarderSettings, metrics: ForwarderMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or ForwarderMetrics()
-        self.client = CakemailClient.create(
-            settings.cakemail_api_url,
-            timeout=settings.cakemail_api_timeout_seconds,
-            connect_timeout=settings.cakemail_api_connect_timeout_seconds,
-            max_connections=settings.max_inflight_api_calls,
-        )
-        self.service = SubmissionService(
-            self.client,
-            Resilience(
-                bulkhead=Bulkhead(
-                    settings.max_inflight_api_calls, self.metrics, queue_wait_seconds=settings.saturation_wait_seconds
-                ),
-                breaker=CircuitBreaker(
-                    BreakerSettings(
-                        window_seconds=settings.breaker_window_seconds,
-                        min_requests=settings.breaker_min_requests,
-                        failure_ratio=settings.breaker_failure_ratio,
-                        open_seconds=settings.breaker_open_seconds,
-                        half_open_probes=settings.breaker_half_open_probes,
-                    ),
-                    on_change=self._circuit_changed,
-                ),
-                retry=RetryPolicy(
-                    max_attempts=settings.retry_max_attempts,
-                    base_delay=settings.retry_base_delay_seconds,
-                    max_delay=settings.retry_max_delay_seconds,
-                ),
-                rng=random.Random(),
+        pipeline = ApiPipeline(
+            bulkhead=Bulkhead(
+                settings.max_inflight_api_calls, self.metrics, queue_wait_seconds=settings.saturation_wait_seconds
             ),
+            breaker=CircuitBreaker(
+                BreakerSettings(
+                    window_seconds=settings.breaker_window_seconds,
+                    min_requests=settings.breaker_min_requests,
+                    failure_ratio=settings.breaker_failure_ratio,
+                    open_seconds=settings.breaker_open_seconds,
+                    half_open_probes=settings.breaker_half_open_probes,
+                ),
+                on_change=self._circuit_changed,
+            ),
+            retry=RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                base_delay=settings.retry_base_delay_seconds,
+                max_delay=settings.retry_max_delay_seconds,
+            ),
+            rng=random.Random(),
+            metrics=self.metrics,
+        )
+        self.api = create_api(settings, pipeline)
+        self.record = open_delivery_record(settings)
+        self.service = SubmissionService(
+            self.api,
+            self.record,
             self.metrics,
             token_ttl_cap_seconds=settings.token_cache_ttl_seconds,
             token_cache_max_entries=settings.token_cache_max_entries,
+            settings=SubmissionSettings(
+                recipient_concurrency=settings.recipient_concurrency,
+                lease_seconds_without_deadline=settings.cakemail_api_timeout_seconds * settings.retry_max_attempts
+                + settings.retry_max_delay_seconds * settings.retry_max_attempts,
+            ),
         )
         self.health = health.aio.HealthServicer()
         self.grpc_server = grpc.aio.server(
@@ -106,6 +111,7 @@ class ForwarderApp:
             grpc=f"{self.settings.grpc_host}:{self.grpc_port}",
             http=f"{self.settings.http_host}:{self.settings.http_port}",
             api=self.settings.cakemail_api_url,
+            flavor=self.settings.cakemail_api_flavor,
         )
 
     async def stop(self) -> None:
@@ -114,7 +120,8 @@ class ForwarderApp:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(self.settings.shutdown_grace_seconds)
         await self.ops.stop()
-        await self.client.aclose()
+        await self.api.aclose()
+        await self.record.aclose()
         log.info("forwarder stopped")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -15,9 +17,22 @@ class ForwarderSettings(BaseSettings):
     http_port: int = 8081
     log_level: str = "INFO"
 
+    # Which Cakemail API the forwarder speaks (docs/cakemail-api.md): v2, the real API; v1, the design document's.
+    cakemail_api_flavor: Literal["v1", "v2"] = "v2"
     cakemail_api_url: str = "http://127.0.0.1:8090"
     cakemail_api_timeout_seconds: float = Field(default=20.0, gt=0)
     cakemail_api_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+
+    # v2: content.type when a message has no X-Email-API-Type header, and list_id when it has no X-List-Id.
+    cakemail_email_api_type: Literal["marketing", "transactional"] = "transactional"
+    cakemail_list_id: int | None = Field(default=None, ge=1)
+    # v2: each account's senders are looked up once (all pages) and kept this long.
+    sender_cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    sender_cache_max_entries: int = Field(default=10_000, gt=0)
+    # v2: POST /v2/emails calls in flight for one message (one call per recipient).
+    recipient_concurrency: int = Field(default=8, gt=0)
+    # v2: how far around a lost answer the activity logs are searched before a resend sends again.
+    ambiguous_lookup_window_seconds: float = Field(default=60.0, gt=0)
 
     token_cache_ttl_seconds: float = Field(default=900.0, gt=0)
     token_cache_max_entries: int = Field(default=10_000, gt=0)
@@ -49,6 +64,11 @@ class ForwarderSettings(BaseSettings):
     redis_timeout_seconds: float = Field(default=1.0, gt=0)
     delivery_record_retention_seconds: float = Field(default=86_400.0, gt=0)
     delivery_record_max_entries: int = Field(default=100_000, gt=0)
+
+    @field_validator("cakemail_list_id", mode="before")
+    @classmethod
+    def _empty_list_id_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("redis_url", mode="before")
     @classmethod

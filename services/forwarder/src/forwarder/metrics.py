@@ -42,6 +42,19 @@ class ForwarderMetrics:
         self.circuit_state = Gauge(
             "forwarder_api_circuit_state", "API circuit breaker: 0 closed, 1 half-open, 2 open", registry=registry
         )
+        self.recipients = Counter(
+            "forwarder_recipients_total",
+            "Envelope recipients by outcome: sent, already_sent (a resend), refused, deferred",
+            ["result"],
+            registry=registry,
+        )
+        self.ambiguous_submissions = Counter(
+            "forwarder_ambiguous_submissions_total",
+            "API calls whose answer was lost (answer_lost) and how a resend settled them: found (not sent again), "
+            "not_found (sent), lookup_failed (deferred)",
+            ["resolution"],
+            registry=registry,
+        )
         self.inflight_api_calls = Gauge(
             "forwarder_inflight_api_calls", "Cakemail API calls in flight", registry=registry
         )

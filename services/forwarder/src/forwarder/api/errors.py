@@ -1,41 +1,81 @@
-"""What can go wrong with an API call, as types the rest of the forwarder maps to gRPC answers."""
+"""What can go wrong with an API call, as types: each flavor's wire module decides which answer is which, once;
+resilience/ reads `retryable`, grpc_api/ reads the type and `kind`, nobody looks at HTTP statuses again."""
 
 from __future__ import annotations
 
-from forwarder.api.wire import ApiErrorBody
+import enum
 
 
 class ApiError(Exception):
     """Base class: the API did not accept the call."""
 
+    outcome = "error"  # the metrics label of this failure
+
 
 class ApiUnavailable(ApiError):
     """No usable answer: connect error, timeout, 5xx, or a response we cannot read. Temporary.
 
-    `retryable` says whether repeating the call is safe and useful: the request never left (connect errors),
-    or the API says so (502/503/504), or the response was lost on a call that is idempotent (every email
-    carries an Idempotency-Key; validating credentials changes nothing).
+    `retryable`: repeating the call is safe and useful (the request never left, the API said so, or the call is
+    idempotent). `ambiguous`: the request was sent and its answer lost, so the API may have acted on it.
     """
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    outcome = "unavailable"
+
+    def __init__(self, message: str, *, retryable: bool = False, ambiguous: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.ambiguous = ambiguous
 
 
 class ApiCredentialsRejected(ApiError):
-    """401: the credentials (or the token issued for them) are not valid."""
+    """The credentials (or the token issued for them) are not valid."""
+
+    outcome = "http_401"
+
+
+class ApiMfaRequired(ApiCredentialsRejected):
+    """The user's login needs a multi-factor challenge, which an SMTP client cannot answer."""
+
+    outcome = "mfa_required"
 
 
 class ApiRateLimited(ApiError):
+    outcome = "http_429"
+
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limited; retry after {retry_after:g} s")
         self.retry_after = retry_after
 
 
-class ApiRejected(ApiError):
-    """A 4xx other than 401/429: the API judged the request and refused it. Permanent."""
+class Rejection(enum.Enum):
+    """Why the API (or the gateway, on the API's rules) refused a message for good."""
 
-    def __init__(self, status: int, body: ApiErrorBody) -> None:
-        super().__init__(f"HTTP {status}: {body.error} {body.message}".strip())
+    INVALID = "invalid"  # the content or a control header breaks the API's rules (HTTP 400/422)
+    FORBIDDEN = "forbidden"  # the account may not send this (HTTP 403, an unconfirmed sender, a foreign account)
+    TOO_LARGE = "too_large"  # HTTP 413
+    UNSUPPORTED = "unsupported"  # the message holds something the API cannot carry (an attachment type)
+    RECIPIENT = "recipient"  # the API took the call but refused this recipient (201 with status rejected/error)
+
+
+class ApiRejected(ApiError):
+    """The API (or the gateway on its documented rules) judged the request and refused it. Permanent."""
+
+    def __init__(self, kind: Rejection, detail: str, *, status: int = 0) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
         self.status = status
-        self.body = body
+
+    @property
+    def outcome(self) -> str:  # type: ignore[override]
+        return f"http_{self.status}" if self.status else f"refused_{self.kind.value}"
+
+
+class ApiIntegrationError(ApiError):
+    """A 4xx we have no meaning for (404, 405, 409...): our integration is wrong, not the message. Temporary."""
+
+    outcome = "integration"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status

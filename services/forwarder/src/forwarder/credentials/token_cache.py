@@ -1,4 +1,8 @@
-"""A token cache keyed by a salted hash of the credentials (plaintext is never kept), with single flight."""
+"""A session cache keyed by a salted hash of the credentials (plaintext is never kept), with single flight.
+
+A session is used until shortly before the API's expiry (capped by TOKEN_CACHE_TTL_SECONDS); then the next caller
+signs in again, handing the flavor the expired session so it can use its refresh token instead of the password.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,24 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cachetools import TLRUCache
+from cachetools import TLRUCache, TTLCache
 
-from forwarder.api.wire import ApiToken
+from forwarder.api.model import Session
 from forwarder.metrics import ForwarderMetrics
 
-TokenFetcher = Callable[[str, str], Coroutine[Any, Any, ApiToken]]
+# Signs in again with (username, password, the previous session or None, the asking request's id).
+SessionFetcher = Callable[[str, str, Session | None, str], Coroutine[Any, Any, Session]]
 
-# Refresh a little before the API's own expiry so a token never dies in the middle of a submission.
+# Renew a little before the API's own expiry so a token never dies in the middle of a submission.
 _EXPIRY_MARGIN = 0.9
+# How long an expired session is kept for its refresh token.
+_REFRESHABLE_SECONDS = 24 * 3600.0
 
 
 class TokenCache:
     def __init__(
         self,
-        fetch: TokenFetcher,
+        fetch: SessionFetcher,
         *,
         ttl_cap_seconds: float,
         max_entries: int,
@@ -35,11 +42,12 @@ class TokenCache:
         self._ttl_cap = ttl_cap_seconds
         self._metrics = metrics
         self._salt = os.urandom(32)
-        self._entries: TLRUCache[bytes, ApiToken] = TLRUCache(maxsize=max_entries, ttu=self._expires_at, timer=timer)
-        self._inflight: dict[bytes, asyncio.Task[ApiToken]] = {}
+        self._entries: TLRUCache[bytes, Session] = TLRUCache(maxsize=max_entries, ttu=self._expires_at, timer=timer)
+        self._refreshable: TTLCache[bytes, Session] = TTLCache(max_entries, _REFRESHABLE_SECONDS, timer=timer)
+        self._inflight: dict[bytes, asyncio.Task[Session]] = {}
 
-    def _expires_at(self, _key: bytes, token: ApiToken, now: float) -> float:
-        lifetime = token.expires_in * _EXPIRY_MARGIN if token.expires_in > 0 else self._ttl_cap
+    def _expires_at(self, _key: bytes, session: Session, now: float) -> float:
+        lifetime = session.expires_in * _EXPIRY_MARGIN if session.expires_in > 0 else self._ttl_cap
         return now + min(lifetime, self._ttl_cap)
 
     def _key(self, username: str, password: str) -> bytes:
@@ -49,30 +57,35 @@ class TokenCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def token_for(self, username: str, password: str) -> ApiToken:
-        """The cached token, or one fetched once however many callers ask at the same moment."""
+    async def token_for(self, username: str, password: str, request_id: str = "") -> Session:
+        """The cached session, or one fetched once however many callers ask at the same moment."""
         key = self._key(username, password)
-        token = self._entries.get(key)
-        if token is not None:
+        session = self._entries.get(key)
+        if session is not None:
             self._metrics.token_cache_hits.inc()
-            return token
+            return session
         self._metrics.token_cache_misses.inc()
         task = self._inflight.get(key)
         if task is None:
             # The fetch belongs to the cache, not the first caller: its deadline must not cancel it for others.
-            task = asyncio.create_task(self._fetch(username, password))
+            task = asyncio.create_task(self._fetch(username, password, self._refreshable.get(key), request_id))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
         return await asyncio.shield(task)
 
-    def _settle(self, key: bytes, task: asyncio.Task[ApiToken]) -> None:
+    def _settle(self, key: bytes, task: asyncio.Task[Session]) -> None:
         self._inflight.pop(key, None)
         if task.cancelled() or task.exception() is not None:
             return  # failures are never cached
-        self._entries[key] = task.result()
+        session = task.result()
+        self._entries[key] = session
+        if session.refresh_token:
+            self._refreshable[key] = session
         self._metrics.token_cache_size.set(len(self._entries))
 
     def invalidate(self, username: str, password: str) -> None:
-        """Drop the token: the API said 401 for it."""
-        self._entries.pop(self._key(username, password), None)
+        """Drop the session: the API said 401 for it (its refresh token is dropped too: the password decides)."""
+        key = self._key(username, password)
+        self._entries.pop(key, None)
+        self._refreshable.pop(key, None)
         self._metrics.token_cache_size.set(len(self._entries))

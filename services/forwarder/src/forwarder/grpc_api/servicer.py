@@ -11,11 +11,12 @@ import structlog
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
-from forwarder.grpc_api.outcomes import Failure, authenticate_outcome, submit_outcome
+from forwarder.api.context import CallContext
+from forwarder.grpc_api.outcomes import Failure, authenticate_outcome, is_temporary, submit_outcome, submit_response
 from forwarder.metrics import ForwarderMetrics
 from forwarder.submission.assembly import assemble
-from forwarder.submission.service import SubmissionService
-from gateway_common.correlation import GRPC_METADATA_KEY, current_request_id, new_correlation_id
+from forwarder.submission.service import RecipientOutcome, SubmissionService
+from gateway_common.correlation import GRPC_METADATA_KEY, new_correlation_id
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +25,6 @@ def _bind_request_id(context: grpc.aio.ServicerContext[object, object]) -> str:
     metadata = dict(context.invocation_metadata() or ())
     raw = metadata.get(GRPC_METADATA_KEY)
     request_id = raw if isinstance(raw, str) and raw else new_correlation_id()
-    current_request_id.set(request_id)
     structlog.contextvars.bind_contextvars(request_id=request_id)
     return request_id
 
@@ -48,42 +48,51 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.AuthenticateResponse:
-        _bind_request_id(context)
+        ctx = CallContext(_bind_request_id(context), _deadline(context))
         try:
-            token = await self._service.authenticate(request.credentials.username, request.credentials.password)
+            token = await self._service.authenticate(request.credentials.username, request.credentials.password, ctx)
         except Exception as exc:
             failure = authenticate_outcome(exc)
             log.info("authenticate failed", code=failure.code.name, reason=failure.details)
             await _abort(context, failure)
-        return pb.AuthenticateResponse(account_id=token.account_id, email=token.email)
+        return pb.AuthenticateResponse(account_id=token.account_id, email=token.email or request.credentials.username)
 
     async def SubmitMessage(
         self,
         request_iterator: AsyncIterator[pb.SubmitMessageRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.SubmitMessageResponse:
-        _bind_request_id(context)
-        deadline = _deadline(context)
+        ctx = CallContext(_bind_request_id(context), _deadline(context))
         try:
             message = await assemble(request_iterator, size_limit=self._size_limit)
             self._metrics.submission_bytes.observe(message.size)
-            message_id = await self._service.submit(message, deadline=deadline)
+            outcomes = await self._service.submit(message, ctx)
+            answer = submit_response(outcomes)
         except Exception as exc:
-            outcome = submit_outcome(exc)
-            if isinstance(outcome, Failure):
-                self._metrics.submissions.labels(outcome.code.name.lower()).inc()
-                log.warning("submission failed", code=outcome.code.name, reason=outcome.details)
-                await _abort(context, outcome)
-            result_name = pb.SubmitResult.Name(outcome.result).removeprefix("SUBMIT_RESULT_").lower()
-            self._metrics.submissions.labels(result_name).inc()
-            log.info("submission refused", result=result_name, reason=outcome.detail)
-            return outcome
-        self._metrics.submissions.labels("accepted").inc()
-        log.info(
-            "submission accepted",
-            message_id=message_id,
-            recipients=len(message.start.envelope.rcpt_tos),
-            attachments=len(message.attachment_data),
-            size=message.size,
-        )
-        return pb.SubmitMessageResponse(result=pb.SUBMIT_RESULT_ACCEPTED, message_ids=[message_id])
+            answer = submit_outcome(exc)
+            outcomes = ()
+        for recipient in outcomes:
+            self._metrics.recipients.labels(_recipient_label(recipient)).inc()
+        if isinstance(answer, Failure):
+            self._metrics.submissions.labels(answer.code.name.lower()).inc()
+            log.warning("submission failed", code=answer.code.name, reason=answer.details)
+            await _abort(context, answer)
+        result_name = pb.SubmitResult.Name(answer.result).removeprefix("SUBMIT_RESULT_").lower()
+        self._metrics.submissions.labels(result_name).inc()
+        if answer.result == pb.SUBMIT_RESULT_ACCEPTED:
+            log.info(
+                "submission accepted",
+                message_ids=list(answer.message_ids),
+                recipients=len(message.start.envelope.rcpt_tos),
+                attachments=len(message.attachment_data),
+                size=message.size,
+            )
+        else:
+            log.info("submission refused", result=result_name, reason=answer.detail)
+        return answer
+
+
+def _recipient_label(recipient: RecipientOutcome) -> str:
+    if recipient.error is None:
+        return "already_sent" if recipient.already_sent else "sent"
+    return "deferred" if is_temporary(recipient.error) else "refused"

@@ -28,15 +28,22 @@ class AssembledMessage:
     html_body: str
     # bytearrays as received: no extra copy of what may be 25 MB (docs/architecture.md, memory)
     attachment_data: tuple[bytes | bytearray, ...]
-    idempotency_key: str
+    # Which message this is across the client's resends (proto MessageStart.message_identity).
+    identity: str
+    # A digest of the content and recipient set (not the password, not the gateway-made Message-ID).
+    content_digest: str
     size: int
 
 
 def _content_fingerprint(start: pb.MessageStart) -> bytes:
-    """Everything that makes the message this message: content and recipient set, not the password."""
+    """Everything that makes the message this message: content and recipient set; not the password, and not the
+    identity fields, of which headers.message_id may have been made up by the gateway (it is derived from the
+    identity, so it adds nothing, and it names the edge's host)."""
     copy = pb.MessageStart()
     copy.CopyFrom(start)
     copy.credentials.password = ""
+    copy.headers.message_id = ""
+    copy.message_identity = ""
     copy.envelope.rcpt_tos[:] = sorted({r.lower() for r in start.envelope.rcpt_tos})
     return copy.SerializeToString(deterministic=True)
 
@@ -94,7 +101,8 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
         text_body=text_body,
         html_body=html_body,
         attachment_data=tuple(attachments),
-        idempotency_key="gw1-" + digest.hexdigest(),
+        identity=start.message_identity or start.headers.message_id or "sha256:" + digest.hexdigest(),
+        content_digest=digest.hexdigest(),
         size=total,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.api.wire import Mailbox, OutgoingAttachment, OutgoingEmail
+from forwarder.api.model import Mailbox, OutgoingAttachment, OutgoingEmail
 from forwarder.submission.assembly import AssembledMessage
 
 

@@ -1,150 +1,207 @@
-"""The forwarder's core use cases, free of gRPC: authenticate a user, submit one message."""
+"""The forwarder's use cases, free of gRPC and of the API flavor: authenticate a user; submit one message to every
+envelope recipient exactly once, however often the client resends it (docs/errors.md, "Exactly once")."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import structlog
 
-from forwarder.api.client import CakemailClient
-from forwarder.api.errors import ApiCredentialsRejected, ApiError, ApiRateLimited, ApiRejected, ApiUnavailable
-from forwarder.api.wire import ApiToken, OutgoingEmail
+from forwarder.api.context import CallContext
+from forwarder.api.errors import ApiCredentialsRejected, ApiMfaRequired, ApiUnavailable
+from forwarder.api.interface import CakemailApi, Delivery, Submission
+from forwarder.api.model import MessageRef, Session
 from forwarder.credentials.token_cache import TokenCache
+from forwarder.delivery import ClaimState, DeliveryRecord, RecipientKey, RecordUnavailable
 from forwarder.metrics import ForwarderMetrics
-from forwarder.resilience.breaker import CircuitBreaker
-from forwarder.resilience.bulkhead import Bulkhead
-from forwarder.resilience.retry import RetryPolicy, call_with_retries
 from forwarder.submission.assembly import AssembledMessage
 from forwarder.submission.mapping import to_outgoing_email
-from gateway_common.correlation import current_request_id
-
-T = TypeVar("T")
-ApiCall = Callable[[float | None], Awaitable[T]]
 
 log = structlog.get_logger(__name__)
 
 
-class DeadlinePassed(Exception):
-    """The caller's deadline left no time for the next API call."""
-
-
-def _outcome(exc: BaseException | None) -> str:
-    if exc is None:
-        return "ok"
-    if isinstance(exc, ApiRejected):
-        return f"http_{exc.status}"
-    if isinstance(exc, ApiCredentialsRejected):
-        return "http_401"
-    if isinstance(exc, ApiRateLimited):
-        return "http_429"
-    if isinstance(exc, ApiError):
-        return "unavailable"
-    return "error"
+class DeliveryInFlight(Exception):
+    """Another attempt (a concurrent resend, or one on another forwarder) is delivering this recipient right now."""
 
 
 @dataclass(frozen=True, slots=True)
-class Resilience:
-    bulkhead: Bulkhead
-    breaker: CircuitBreaker
-    retry: RetryPolicy
-    rng: random.Random
+class RecipientOutcome:
+    recipient: str
+    email_id: str | None = None
+    error: Exception | None = None
+    # Sent by an earlier attempt of the same message: not sent again.
+    already_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionSettings:
+    recipient_concurrency: int = 8
+    # A lease must outlast the longest attempt; without a caller deadline, this long.
+    lease_seconds_without_deadline: float = 120.0
+    lease_margin_seconds: float = 10.0
 
 
 class SubmissionService:
     def __init__(
         self,
-        client: CakemailClient,
-        resilience: Resilience,
+        api: CakemailApi,
+        record: DeliveryRecord,
         metrics: ForwarderMetrics,
         *,
         token_ttl_cap_seconds: float,
         token_cache_max_entries: int,
+        settings: SubmissionSettings | None = None,
     ) -> None:
-        self._client = client
-        self._resilience = resilience
+        self._api = api
+        self._record = record
         self._metrics = metrics
+        self._settings = settings or SubmissionSettings()
+        self._background: set[asyncio.Future[None]] = set()
         self.tokens = TokenCache(
-            self._fetch_token,
+            self._sign_in,
             ttl_cap_seconds=token_ttl_cap_seconds,
             max_entries=token_cache_max_entries,
             metrics=metrics,
         )
 
-    async def _attempt(self, route: str, call: ApiCall[T], deadline: float | None) -> T:
-        """One try: a bulkhead slot, the breaker's permission, the call bounded by what is left of the deadline."""
-        timeout = None if deadline is None else deadline - time.monotonic()
-        if timeout is not None and timeout <= 0:
-            raise DeadlinePassed("no time left for the API call")
-        breaker = self._resilience.breaker
-        started = time.perf_counter()
-        error: BaseException | None = None
-        async with self._resilience.bulkhead.slot():
-            breaker.before_call()
-            try:
-                return await call(timeout)
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                # The API answering 4xx is the API being up; only no usable answer counts against it.
-                breaker.record(not isinstance(error, ApiUnavailable | asyncio.CancelledError))
-                self._metrics.api_latency.labels(route).observe(time.perf_counter() - started)
-                self._metrics.api_requests.labels(route, _outcome(error)).inc()
+    async def _sign_in(self, username: str, password: str, previous: Session | None, request_id: str) -> Session:
+        # The sign-in belongs to the cache, not to one caller: no caller's deadline bounds it.
+        return await self._api.sign_in(username, password, previous, CallContext(request_id))
 
-    async def _call(self, route: str, call: ApiCall[T], deadline: float | None) -> T:
-        def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-            self._metrics.api_retries.labels(route).inc()
-            log.info("retrying api call", route=route, attempt=attempt, reason=str(error), delay=round(delay, 3))
+    async def _session(self, username: str, password: str, ctx: CallContext) -> Session:
+        return await self.tokens.token_for(username, password, ctx.request_id)
 
-        return await call_with_retries(
-            lambda: self._attempt(route, call, deadline),
-            self._resilience.retry,
-            deadline=deadline,
-            rng=self._resilience.rng,
-            on_retry=on_retry,
-        )
+    async def authenticate(self, username: str, password: str, ctx: CallContext) -> Session:
+        return await self._session(username, password, ctx)
 
-    async def _fetch_token(self, username: str, password: str) -> ApiToken:
-        request_id = current_request_id.get()
-        return await self._call(
-            "auth",
-            lambda timeout: self._client.validate_credentials(
-                username, password, request_id=request_id, timeout=timeout
-            ),
-            None,
-        )
-
-    async def _send(
-        self, api_key: str, email: OutgoingEmail, idempotency_key: str, request_id: str, timeout: float | None
-    ) -> str:
-        return await self._client.send_email(
-            api_key, email, idempotency_key=idempotency_key, request_id=request_id, timeout=timeout
-        )
-
-    async def authenticate(self, username: str, password: str) -> ApiToken:
-        return await self.tokens.token_for(username, password)
-
-    async def submit(self, message: AssembledMessage, *, deadline: float | None) -> str:
-        """Sends the message in one API call (retried when safe); returns the Cakemail message id."""
+    async def submit(self, message: AssembledMessage, ctx: CallContext) -> tuple[RecipientOutcome, ...]:
+        """One outcome per envelope recipient. Raises when the message as a whole cannot go (credentials, sender,
+        content the API cannot carry): then nothing was sent."""
         credentials = message.start.credentials
         email = to_outgoing_email(message)
-        request_id = current_request_id.get()
+        ref = MessageRef(message.identity, message.content_digest)
         for attempt in (1, 2):
-            token = await self.tokens.token_for(credentials.username, credentials.password)
-            send: ApiCall[str] = functools.partial(
-                self._send, token.api_key, email, message.idempotency_key, request_id
-            )
+            session = await self._session(credentials.username, credentials.password, ctx)
             try:
-                return await self._call("emails", send, deadline)
+                plan = await self._api.prepare(session, email, ref, ctx)
+                break
+            except ApiMfaRequired:
+                raise
             except ApiCredentialsRejected:
-                # The cached token went stale (revoked, expired early): validate once more, then give up.
+                # The cached token went stale (revoked, expired early): sign in once more, then give up.
+                self.tokens.invalidate(credentials.username, credentials.password)
+                if attempt == 2:
+                    raise
+        slots = asyncio.Semaphore(self._settings.recipient_concurrency)
+
+        async def bounded(delivery: Delivery) -> list[RecipientOutcome]:
+            async with slots:
+                return await self._deliver(plan, delivery, message, ctx)
+
+        results = await asyncio.gather(*(bounded(delivery) for delivery in plan.deliveries))
+        return tuple(outcome for batch in results for outcome in batch)
+
+    async def _send(self, delivery: Delivery, message: AssembledMessage, ctx: CallContext) -> str:
+        credentials = message.start.credentials
+        for attempt in (1, 2):
+            session = await self._session(credentials.username, credentials.password, ctx)
+            try:
+                return await delivery.send(session, ctx)
+            except ApiMfaRequired:
+                raise
+            except ApiCredentialsRejected:
                 self.tokens.invalidate(credentials.username, credentials.password)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    async def _deliver(
+        self, plan: Submission, delivery: Delivery, message: AssembledMessage, ctx: CallContext
+    ) -> list[RecipientOutcome]:
+        if not plan.needs_record:
+            # The API deduplicates this call itself (v1's Idempotency-Key).
+            try:
+                email_id = await self._send(delivery, message, ctx)
+            except Exception as exc:
+                return [RecipientOutcome(r, error=exc) for r in delivery.recipients]
+            return [RecipientOutcome(r, email_id=email_id) for r in delivery.recipients]
+        (recipient,) = delivery.recipients  # a recorded delivery has one recipient (api.interface.Submission)
+        return [await self._deliver_once(plan, delivery, recipient, message, ctx)]
+
+    def _lease_seconds(self, ctx: CallContext) -> float:
+        remaining = ctx.remaining()
+        base = self._settings.lease_seconds_without_deadline if remaining is None else max(remaining, 0.0)
+        return base + self._settings.lease_margin_seconds
+
+    async def _deliver_once(
+        self, plan: Submission, delivery: Delivery, recipient: str, message: AssembledMessage, ctx: CallContext
+    ) -> RecipientOutcome:
+        """Claim the recipient in the delivery record, send at most once, record how it ended."""
+        key = RecipientKey(plan.account_id, message.identity, recipient)
+        try:
+            claim = await self._record.claim(key, lease_seconds=self._lease_seconds(ctx))
+        except RecordUnavailable as exc:
+            return RecipientOutcome(recipient, error=exc)
+        if claim.state is ClaimState.SENT:
+            return RecipientOutcome(recipient, email_id=claim.email_id, already_sent=True)
+        if claim.state is ClaimState.IN_FLIGHT:
+            return RecipientOutcome(recipient, error=DeliveryInFlight(f"{recipient}: another attempt is delivering it"))
+        if claim.state is ClaimState.AMBIGUOUS:
+            settled = await self._settle_ambiguous(delivery, key, claim.since or time.time(), message, ctx)
+            if settled is not None:
+                return settled
+        try:
+            email_id = await self._send(delivery, message, ctx)
+        except ApiUnavailable as exc:
+            if exc.ambiguous:
+                self._metrics.ambiguous_submissions.labels("answer_lost").inc()
+                await self._quietly(self._record.mark_ambiguous(key, time.time()), "mark_ambiguous")
+            else:
+                await self._quietly(self._record.release(key), "release")
+            return RecipientOutcome(recipient, error=exc)
+        except asyncio.CancelledError:
+            # The request may be on the wire: a resend must settle it, not send blindly.
+            self._metrics.ambiguous_submissions.labels("answer_lost").inc()
+            marking = asyncio.ensure_future(
+                self._quietly(self._record.mark_ambiguous(key, time.time()), "mark_ambiguous")
+            )
+            self._background.add(marking)
+            marking.add_done_callback(self._background.discard)
+            raise
+        except Exception as exc:
+            await self._quietly(self._record.release(key), "release")
+            return RecipientOutcome(recipient, error=exc)
+        # Sent: even if the record cannot say so now, the client must hear 250 for this recipient.
+        await self._quietly(self._record.mark_sent(key, email_id), "mark_sent")
+        return RecipientOutcome(recipient, email_id=email_id)
+
+    async def _settle_ambiguous(
+        self, delivery: Delivery, key: RecipientKey, since: float, message: AssembledMessage, ctx: CallContext
+    ) -> RecipientOutcome | None:
+        """A previous attempt's answer was lost: look for it in the API's activity logs before sending again.
+        Returns the outcome when settled without sending; None when the caller should send."""
+        credentials = message.start.credentials
+        try:
+            session = await self._session(credentials.username, credentials.password, ctx)
+            found = await delivery.find_previous(session, since, ctx)
+        except Exception as exc:
+            self._metrics.ambiguous_submissions.labels("lookup_failed").inc()
+            await self._quietly(self._record.mark_ambiguous(key, since), "mark_ambiguous")
+            return RecipientOutcome(key.recipient, error=exc)
+        if found is None:
+            self._metrics.ambiguous_submissions.labels("not_found").inc()
+            log.info("lost answer not found in the activity logs: sending", account_id=key.account_id)
+            return None
+        self._metrics.ambiguous_submissions.labels("found").inc()
+        await self._quietly(self._record.mark_sent(key, found), "mark_sent")
+        return RecipientOutcome(key.recipient, email_id=found, already_sent=True)
+
+    @staticmethod
+    async def _quietly(operation: Awaitable[None], name: str) -> None:
+        try:
+            await operation
+        except RecordUnavailable as exc:
+            log.error("delivery record unavailable after the API call", operation=name, reason=str(exc))

@@ -55,7 +55,7 @@ class HeadersTooLarge(Exception):
 
 
 def submission_frames(
-    message: ParsedMessage, envelope: SmtpEnvelope, credentials: SmtpCredentials
+    message: ParsedMessage, envelope: SmtpEnvelope, credentials: SmtpCredentials, *, message_identity: str = ""
 ) -> Iterator[pb.SubmitMessageRequest]:
     """The frames to send; the first is built (and its size checked) at once, the content ones on demand."""
     text = message.text_body.encode("utf-8", "surrogatepass")
@@ -89,6 +89,7 @@ def submission_frames(
                 )
                 for part in message.attachments
             ],
+            message_identity=message_identity,
         )
     )
     if start.ByteSize() > MAX_START_FRAME_BYTES:

@@ -11,6 +11,10 @@ _MAX_DETAIL = 200
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_TEMPORARY = "454 4.7.0 Temporary authentication failure, try again later"
+AUTH_MFA = (
+    "535 5.7.8 Authentication failed: this user is protected by multi-factor authentication, "
+    "which SMTP AUTH cannot answer"
+)
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, message not accepted; try again later"
 
 
@@ -36,6 +40,13 @@ def reply_for_response(response: pb.SubmitMessageResponse) -> str:
         return _with_detail("550 5.7.1 Sending not permitted", response.detail)
     if result == pb.SUBMIT_RESULT_REJECTED_TOO_LARGE:
         return _with_detail("552 5.3.4 Message too big", response.detail)
+    if result == pb.SUBMIT_RESULT_REJECTED_UNSUPPORTED:
+        return _with_detail("554 5.6.1 Message content not supported", response.detail)
+    if result == pb.SUBMIT_RESULT_RECIPIENTS_DEFERRED:
+        # Temporary failures dominate: the client resends, and recipients already sent are not sent again.
+        return _with_detail("451 4.3.0 Not sent to every recipient, try again", response.detail)
+    if result == pb.SUBMIT_RESULT_RECIPIENTS_REFUSED:
+        return _with_detail("554 5.0.0 Not sent to every recipient", response.detail)
     if result == pb.SUBMIT_RESULT_RATE_LIMITED:
         wait = response.retry_after_seconds
         return (
@@ -50,6 +61,8 @@ def reply_for_response(response: pb.SubmitMessageResponse) -> str:
 def reply_for_submit_error(code: grpc.StatusCode, details: str) -> str:
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return AUTH_INVALID
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return "550 5.7.8 Sending not permitted: " + AUTH_MFA.removeprefix("535 5.7.8 Authentication failed: ")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return "451 4.3.2 System busy, try again later"
     if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -58,4 +71,6 @@ def reply_for_submit_error(code: grpc.StatusCode, details: str) -> str:
 
 
 def reply_for_auth_error(code: grpc.StatusCode) -> str:
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return AUTH_MFA
     return AUTH_INVALID if code == grpc.StatusCode.UNAUTHENTICATED else AUTH_TEMPORARY

@@ -7,10 +7,10 @@ ends up as exactly one of: body text, attachment, or a dropped redundant alterna
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import quopri
 import re
-import uuid
 from dataclasses import dataclass
 from email import policy
 from email.generator import BytesGenerator
@@ -70,8 +70,12 @@ class _Node:
     parent: Message | None
 
 
-def parse_message(raw: bytes, *, message_id_domain: str, max_attachment_bytes: int | None = None) -> ParsedMessage:
-    """Parse one message as received in DATA (CRLF, dot-unstuffed). Raises MessageRejected, nothing else."""
+def parse_message(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMessage:
+    """Parse one message as received in DATA (CRLF, dot-unstuffed). Raises MessageRejected, nothing else.
+
+    message_id is the client's Message-ID, or "" when it sent none (message_identity and derived_message_id say what
+    happens then): the parse of the same bytes is always the same.
+    """
     defects = Defects()
     root = _parse_bytes(raw, defects)
     headers = read_headers(root, defects)
@@ -83,13 +87,29 @@ def parse_message(raw: bytes, *, message_id_domain: str, max_attachment_bytes: i
         cc=headers.cc,
         reply_to=headers.reply_to,
         subject=headers.subject,
-        message_id=headers.message_id or f"<{uuid.uuid4().hex}@{message_id_domain}>",
+        message_id=headers.message_id,
         text_body=walk.text_body(),
         html_body="".join(walk.html),
         extra_headers=headers.extra,
         attachments=tuple(walk.attachments),
         defects=defects.names(),
     )
+
+
+def message_identity(raw: bytes, client_message_id: str, mail_from: str) -> str:
+    """What makes this message the same message when the client sends it again: its own Message-ID, else a digest
+    of exactly what it sent (the DATA bytes and the envelope sender). Never anything the gateway makes up, or a
+    resend of a message without Message-ID would be a new message (and be delivered twice)."""
+    if client_message_id:
+        return client_message_id
+    digest = hashlib.sha256(mail_from.encode("utf-8", "surrogateescape") + b"\0" + raw)
+    return "sha256:" + digest.hexdigest()
+
+
+def derived_message_id(identity: str, domain: str) -> str:
+    """The Message-ID sent for a message that had none: derived from its identity, so every resend carries the same."""
+    token = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    return f"<{token}@{domain}>"
 
 
 def _parse_bytes(raw: bytes, defects: Defects) -> Message:

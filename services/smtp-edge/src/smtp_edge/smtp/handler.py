@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from smtp_edge.forwarding.frames import HeadersTooLarge, SmtpEnvelope, submissio
 from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
+from smtp_edge.mime.parser import derived_message_id, message_identity
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
 
@@ -118,8 +120,12 @@ class GatewayHandler:
         self._metrics.message_bytes.observe(size)
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
             return "530 5.7.0 Authentication required"
+        smtp_envelope = SmtpEnvelope(
+            mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+        )
         try:
-            parsed = await self._parse(raw)
+            parsed, identity = await self._parse(raw, smtp_envelope.mail_from)
         except MessageRejected as rejected:
             log.info("message refused by the parser", reason=rejected.reason)
             code = "552 5.3.4" if isinstance(rejected, AttachmentTooLarge) else "550 5.6.0"
@@ -127,6 +133,11 @@ class GatewayHandler:
         except Exception:
             log.exception("message could not be parsed")
             return TEMPORARY_FAILURE
+        # A message without Message-ID gets one derived from its identity, the same on every resend.
+        if not parsed.message_id:
+            parsed = dataclasses.replace(
+                parsed, message_id=derived_message_id(identity, self._limits.message_id_domain)
+            )
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
@@ -134,14 +145,7 @@ class GatewayHandler:
             # Said here in the client's terms; the forwarder would name its own fields (headers.from, ...).
             return NO_SENDER
         try:
-            frames = submission_frames(
-                parsed,
-                SmtpEnvelope(
-                    mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
-                    rcpt_tos=tuple(envelope.rcpt_tos),
-                ),
-                session.credentials,
-            )
+            frames = submission_frames(parsed, smtp_envelope, session.credentials, message_identity=identity)
         except HeadersTooLarge as too_large:
             return f"552 5.3.4 Message headers too large (limit {too_large.limit} bytes)"
         started = time.perf_counter()
@@ -168,10 +172,16 @@ class GatewayHandler:
         self._metrics.client_gone_during_forward.labels(outcome).inc()
         log.warning("forwarding finished after the client disconnected", outcome=outcome)
 
-    async def _parse(self, raw: bytes) -> ParsedMessage:
-        domain = self._limits.message_id_domain
+    async def _parse(self, raw: bytes, mail_from: str) -> tuple[ParsedMessage, str]:
+        """The parsed message and its identity, taken from what the client sent so that its resend is the same
+        message (docs/mapping.md, "Message identity")."""
         limit = self._limits.max_attachment_bytes
         if len(raw) > self._limits.parse_in_thread_bytes:
-            # Large messages are parsed off the event loop so other sessions keep flowing (aiosmtpd #293).
-            return await asyncio.to_thread(parse_message, raw, message_id_domain=domain, max_attachment_bytes=limit)
-        return parse_message(raw, message_id_domain=domain, max_attachment_bytes=limit)
+            # Large messages are parsed (and hashed) off the event loop so other sessions keep flowing (aiosmtpd #293).
+            return await asyncio.to_thread(_read, raw, mail_from, limit)
+        return _read(raw, mail_from, limit)
+
+
+def _read(raw: bytes, mail_from: str, max_attachment_bytes: int | None) -> tuple[ParsedMessage, str]:
+    parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
+    return parsed, message_identity(raw, parsed.message_id, mail_from)

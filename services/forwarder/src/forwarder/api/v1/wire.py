@@ -1,4 +1,4 @@
-"""The Cakemail API wire format, in ONE place so another API version can be adapted here alone.
+"""The v1 flavor's wire format (the design document's contract), in ONE place: payloads out, answers classified.
 
 Contract: docs/cakemail-api.md. Everything here is pure: dataclasses in, JSON-ready dicts out, and back.
 """
@@ -8,52 +8,24 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from forwarder.api.errors import (
+    ApiCredentialsRejected,
+    ApiError,
+    ApiIntegrationError,
+    ApiRateLimited,
+    ApiRejected,
+    ApiUnavailable,
+    Rejection,
+)
+from forwarder.api.http import parse_retry_after
+from forwarder.api.model import Mailbox, OutgoingAttachment, OutgoingEmail, Session
 
 AUTH_PATH = "/v1/auth/validate"
 EMAILS_PATH = "/v1/emails"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-
-
-@dataclass(frozen=True, slots=True)
-class Mailbox:
-    email: str
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingAttachment:
-    filename: str
-    content_type: str
-    content_id: str
-    inline: bool
-    data: bytes | bytearray
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingEmail:
-    """A message as the API takes it: recipients already split into to/cc/bcc from the envelope."""
-
-    sender: Mailbox
-    envelope_from: str
-    to: tuple[Mailbox, ...]
-    cc: tuple[Mailbox, ...]
-    bcc: tuple[Mailbox, ...]
-    subject: str
-    text_body: str
-    html_body: str
-    reply_to: Mailbox | None
-    headers: dict[str, str] = field(default_factory=dict)
-    attachments: tuple[OutgoingAttachment, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    api_key: str
-    account_id: str
-    email: str
-    expires_in: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +121,17 @@ def credentials_payload(username: str, password: str) -> dict[str, str]:
     return {"username": username, "password": password}
 
 
-def parse_token(body: Any) -> ApiToken:
+def parse_token(body: Any) -> Session:
     """Raises ValueError when the API's answer does not have the documented shape."""
     if not isinstance(body, dict) or not isinstance(body.get("api_key"), str) or not body["api_key"]:
         raise ValueError("auth response without api_key")
     expires_in = body.get("expires_in", 0)
     if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
         raise ValueError("auth response with a non-numeric expires_in")
-    return ApiToken(
-        api_key=body["api_key"],
-        account_id=str(body.get("account_id", "")),
+    account_id = str(body.get("account_id", ""))
+    return Session(
+        access_token=body["api_key"],
+        accounts=(account_id,) if account_id else (),
         email=str(body.get("email", "")),
         expires_in=float(expires_in),
     )
@@ -180,12 +153,25 @@ def parse_error(body: Any) -> ApiErrorBody:
     )
 
 
-def parse_retry_after(value: str | None, default: float = 1.0) -> float:
-    """Retry-After as seconds; the HTTP-date form is rare for APIs and taken as the default."""
-    if value is None:
-        return default
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return default
-    return max(0.0, seconds)
+_REJECTIONS = {400: Rejection.INVALID, 422: Rejection.INVALID, 403: Rejection.FORBIDDEN, 413: Rejection.TOO_LARGE}
+_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+def classify(path: str, status: int, retry_after: str | None, body: Any) -> ApiError | None:
+    """The one place a v1 HTTP answer becomes a success (None) or a typed failure."""
+    if 200 <= status < 300:
+        return None
+    if status == 401:
+        return ApiCredentialsRejected(f"{path}: HTTP 401")
+    if status == 429:
+        return ApiRateLimited(parse_retry_after(retry_after))
+    if status >= 500 or status == 408:
+        # Every v1 call is idempotent (emails carry an Idempotency-Key), so an answer the API failed is repeatable.
+        return ApiUnavailable(f"{path}: HTTP {status}", retryable=status in _RETRYABLE_STATUSES)
+    error = parse_error(body)
+    detail = error.message or error.error or f"HTTP {status}"
+    if error.field:
+        detail = f"{detail} (field: {error.field})"
+    if status in _REJECTIONS:
+        return ApiRejected(_REJECTIONS[status], detail, status=status)
+    return ApiIntegrationError(f"Cakemail API refused the call: HTTP {status}: {detail}", status=status)
