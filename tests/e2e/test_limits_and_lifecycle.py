@@ -201,7 +201,9 @@ def test_bare_newline_reject_refuses_bare_line_endings(
             "5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)",
         )
         assert client.cmd("NOOP").code == 250  # one reply for the whole DATA: nothing was smuggled
-        assert send_message(client, b"Subject: crlf\r\n\r\nfine\r\n.\r\n").code == 250
+        # A message of its own each time: the same bytes again would be a resend, delivered once.
+        unique = f"Message-ID: <{uuid.uuid4().hex}@example.com>\r\n".encode()
+        assert send_message(client, unique + b"Subject: crlf\r\n\r\nfine\r\n.\r\n").code == 250
     assert [subject_of(e) for e in limits_sandbox.emails()] == ["crlf"]
     assert metric(limits_stack.ports.edge_http, "smtp_messages_total", code="550") == counted_before + 1
 

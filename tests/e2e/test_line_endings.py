@@ -6,6 +6,7 @@ LF-only and mixed messages are normalised to CRLF and land exactly as their CRLF
 
 from __future__ import annotations
 
+import copy
 import json
 import smtplib
 import ssl
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cakemail_sandbox.config import DEMO_SENDER_EMAILS
 from devstack.certs import DevCertificate
 from devstack.stack import Stack, StackPorts
 from tests.conftest import SandboxView
@@ -28,37 +30,76 @@ pytestmark = pytest.mark.e2e
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "mime"
 SENDER = "ann@example.com"
 RECIPIENTS = ["bob@example.net"]
-# Two accounts: the API deduplicates a resend of the same content within one account (the forwarder derives the
-# Idempotency-Key from it), so the two forms of one message are sent by different accounts to be recorded twice.
+# Two users with their own accounts: a resend of the same message within one account is one email (v1: the
+# Idempotency-Key; v2: the delivery record), so the two forms of one message are sent by different accounts to be
+# recorded twice. Both may send from every address the tests use (the sandbox's demo senders).
+SENDERS = [{"email": email} for email in DEMO_SENDER_EMAILS]
 ACCOUNTS = [
     {
         "username": "demo@example.com",
         "password": "demo-password",
         "account_id": "acct-demo",
         "email": "demo@example.com",
+        "account_ids": [1001],
+        "senders": SENDERS,
     },
-    {"username": "lf@example.com", "password": "lf-password", "account_id": "acct-lf", "email": "lf@example.com"},
+    {
+        "username": "lf@example.com",
+        "password": "lf-password",
+        "account_id": "acct-lf",
+        "email": "lf@example.com",
+        "account_ids": [3001],
+        "senders": SENDERS,
+    },
 ]
-CRLF_ACCOUNT, LF_ACCOUNT = ((a["username"], a["password"]) for a in ACCOUNTS)
+CRLF_ACCOUNT, LF_ACCOUNT = ((str(a["username"]), str(a["password"])) for a in ACCOUNTS)
 
 
-@pytest.fixture(scope="module")
-def stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["v1", "v2"])
+def stack(
+    request: pytest.FixtureRequest, dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The edge's line handling is the same whichever API the forwarder speaks; both flavors prove it lands."""
     running = Stack(
         StackPorts.ephemeral(),
         dev_certificate,
         log_dir=tmp_path_factory.mktemp("line-endings-logs"),
-        extra_env={"sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)}},
+        extra_env={
+            "sandbox": {"SANDBOX_ACCOUNTS": json.dumps(ACCOUNTS)},
+            "forwarder": {"CAKEMAIL_API_FLAVOR": request.param},
+        },
     )
     with running:
         yield running
 
 
-def only_payload(sandbox: SandboxView) -> Any:
-    """The one record's payload, and the inbox emptied for the next send."""
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """What the API received, less what differs between the two accounts by design (v2: the sender's id)."""
+    payload = copy.deepcopy(record["payload"])
+    if record["flavor"] == "v2":
+        del payload["sender"]["id"]
+    return {"flavor": record["flavor"], "payload": payload}
+
+
+def recipients_of(record: dict[str, Any]) -> list[str]:
+    if record["flavor"] == "v2":
+        return [record["email"]]
+    payload = record["payload"]
+    return [r["email"] for r in payload["to"] + payload["cc"] + payload["bcc"]]
+
+
+def only_record(sandbox: SandboxView) -> dict[str, Any]:
+    """The one record, comparable, and the inbox emptied for the next send."""
     [record] = sandbox.emails()
     sandbox.clear()
-    return record["payload"]
+    return comparable(record)
+
+
+def all_records(sandbox: SandboxView) -> list[dict[str, Any]]:
+    """Every record, comparable, in a stable order (v2 sends to several recipients concurrently)."""
+    records = sorted((comparable(r) for r in sandbox.emails()), key=lambda r: json.dumps(r, sort_keys=True))
+    sandbox.clear()
+    return records
 
 
 def smtplib_client(stack: Stack, tls: ssl.SSLContext, account: tuple[str, str] = CRLF_ACCOUNT) -> smtplib.SMTP:
@@ -82,7 +123,8 @@ def sample_message() -> EmailMessage:
     message["Message-ID"] = "<line-endings@example.com>"
     # Lines starting with dots (smtplib stuffs them, after LF too), a line that is a lone dot, an empty line.
     message.set_content("hello\n.leading dot\n..two dots\n.\n\nend\n")
-    message.add_attachment(b"\x00\x01binary\r\n\n\r", maintype="application", subtype="octet-stream", filename="b.bin")
+    # Bytes that look like line endings must come through untouched (a type both API flavors take).
+    message.add_attachment(b"%PDF\x00\x01binary\r\n\n\r", maintype="application", subtype="pdf", filename="b.pdf")
     return message
 
 
@@ -94,12 +136,12 @@ def test_smtplib_sendmail_with_lf_bytes_lands_like_send_message(
     assert b"\r" not in raw and raw.count(b"\n") > 10  # what users send: LF line endings only
     with smtplib_client(stack, client_tls, LF_ACCOUNT) as client:
         assert client.sendmail(SENDER, RECIPIENTS, raw) == {}  # no exception: 250
-    via_bytes = only_payload(sandbox)
+    via_bytes = only_record(sandbox)
     with smtplib_client(stack, client_tls, CRLF_ACCOUNT) as client:
         client.send_message(message, SENDER, RECIPIENTS)
-    via_message = only_payload(sandbox)
+    via_message = only_record(sandbox)
     assert via_bytes == via_message
-    assert via_message["text_body"] == "hello\n.leading dot\n..two dots\n.\n\nend\n"
+    assert text_of(via_message) == "hello\n.leading dot\n..two dots\n.\n\nend\n"
 
 
 def send_raw(client: WireClient, data: bytes) -> int:
@@ -110,15 +152,12 @@ def send_raw(client: WireClient, data: bytes) -> int:
     return client.reply().code
 
 
-CRLF_FORM = (
-    b"From: ann@example.com\r\nTo: bob@example.net\r\nSubject: raw\r\nMessage-ID: <raw@example.com>\r\n\r\n"
-    b"first\r\n..dot\r\n\r\nlast\r\n"
-)
+CRLF_FORM = b"From: ann@example.com\r\nTo: bob@example.net\r\nSubject: raw\r\n\r\nfirst\r\n..dot\r\n\r\nlast\r\n"
 
 
 def tagged(message: bytes, tag: str) -> bytes:
-    """A header that tells this test's messages apart (the same content twice in one account is one email)."""
-    return f"X-Tag: {tag}\r\n".encode() + message
+    """Headers that tell this test's messages apart (the same message twice in one account is one email)."""
+    return f"Message-ID: <{tag}@example.com>\r\nX-Tag: {tag}\r\n".encode() + message
 
 
 @pytest.mark.parametrize(
@@ -139,11 +178,11 @@ def test_raw_lf_and_mixed_data_lands_like_crlf(
     tag = uuid.uuid4().hex
     with session(stack, client_tls, CRLF_ACCOUNT) as client:
         assert send_raw(client, tagged(CRLF_FORM, tag) + b".\r\n") == 250
-    expected = only_payload(sandbox)
+    expected = only_record(sandbox)
     with session(stack, client_tls, LF_ACCOUNT) as client:
         assert send_raw(client, tagged(wire, tag)) == 250
-    assert only_payload(sandbox) == expected
-    assert expected["text_body"] == "first\n.dot\n\nlast\n"
+    assert only_record(sandbox) == expected
+    assert text_of(expected) == "first\n.dot\n\nlast\n"
 
 
 @pytest.mark.parametrize(
@@ -163,10 +202,9 @@ def test_no_other_dot_sequence_ends_data_or_starts_a_transaction(
         noop = client.cmd("NOOP")  # the next reply is the NOOP's: no second transaction's replies are queued
         assert (noop.code, noop.last) == (250, "2.0.0 OK")
     [record] = sandbox.emails()  # one message, not two
-    payload = record["payload"]
-    assert [r["email"] for r in payload["to"] + payload["cc"] + payload["bcc"]] == RECIPIENTS
+    assert recipients_of(record) == RECIPIENTS
     # The dot line is unstuffed like any line (an empty line); everything after it stayed content.
-    assert payload["text_body"] == (
+    assert text_of(record) == (
         "hello\n\nMAIL FROM:<evil@example.com>\nRCPT TO:<victim@example.org>\nDATA\nSubject: smuggled\n\nx\n"
     )
 
@@ -175,12 +213,12 @@ def test_a_bare_cr_is_a_line_end(stack: Stack, sandbox: SandboxView, client_tls:
     head = b"Message-ID: <cr@example.com>\r\nSubject: cr\r\n"
     with session(stack, client_tls, LF_ACCOUNT) as client:
         assert send_raw(client, head + b"X-Note: one\rX-Other: two\r\n\r\nhello\rworld\r\r\n.\r\n") == 250
-    with_cr = only_payload(sandbox)
+    with_cr = only_record(sandbox)
     with session(stack, client_tls, CRLF_ACCOUNT) as client:
         assert send_raw(client, head + b"X-Note: one\r\nX-Other: two\r\n\r\nhello\r\nworld\r\n\r\n.\r\n") == 250
-    with_crlf = only_payload(sandbox)
+    with_crlf = only_record(sandbox)
     assert with_cr == with_crlf
-    assert with_crlf["text_body"] == "hello\nworld\n\n"
+    assert text_of(with_crlf) == "hello\nworld\n\n"
 
 
 def test_commands_ending_in_a_bare_lf_work(stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext) -> None:
@@ -239,9 +277,14 @@ def test_the_mime_corpus_with_lf_lands_like_its_crlf_form(
                     replies.append(250)
                 except smtplib.SMTPDataError as refused:
                     replies.append(refused.smtp_code)
-                payloads.append([record["payload"] for record in sandbox.emails()])
-                sandbox.clear()
+                payloads.append(all_records(sandbox))
             assert replies[0] == replies[1], path.name
             assert payloads[0] == payloads[1], path.name
             outcomes[path.stem] = replies[0]
-    assert sum(code == 250 for code in outcomes.values()) >= len(outcomes) - 2, outcomes
+    refused = {name: code for name, code in outcomes.items() if code != 250}
+    if stack.forwarder.environment.get("CAKEMAIL_API_FLAVOR") == "v2":
+        # v2 refuses attachment types outside the API's list (554 5.6.1, docs/mapping.md) and a From address that is
+        # not a confirmed sender (550 5.7.1: smtputf8_addresses), in both forms alike.
+        assert set(refused.values()) <= {550, 554} and len(refused) <= 8, sorted(refused.items())
+    else:
+        assert len(refused) <= 2, refused
