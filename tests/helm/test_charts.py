@@ -625,6 +625,22 @@ def test_the_dockerfile_check_catches(old: str, new: str, problem: str) -> None:
     assert any(problem in p for p in problems), problems
 
 
+def test_edge_mounts_the_access_lists_as_a_directory_that_does_not_roll_the_pods() -> None:
+    directory = chart_dir("smtp-edge")
+    found = templates(directory)
+    deployment, configmap, lists = (
+        found["deployment.yaml"],
+        found["configmap.yaml"],
+        found["access-lists-configmap.yaml"],
+    )
+    assert 'name: {{ include "smtp-edge.fullname" . }}-access-lists' in lists
+    assert 'name: {{ include "smtp-edge.fullname" . }}-access-lists' in block(deployment, "volumes")
+    assert "mountPath: {{ .Values.accessLists.mountPath }}" in block(deployment, "volumeMounts")
+    assert '"DENY_LIST_FILE" (printf "%s/deny"' in configmap and "  deny: |" in lists
+    assert '"ALLOW_LIST_FILE" (printf "%s/allow"' in configmap and "  allow: |" in lists
+    assert "access-lists-configmap.yaml" not in deployment, "a list edit must not restart the pods"
+
+
 def test_image_defaults_match_the_charts() -> None:
     edge_values = load_yaml(chart_dir("smtp-edge") / "values.yaml")
     forwarder_values = load_yaml(chart_dir("forwarder") / "values.yaml")
