@@ -6,6 +6,9 @@ Windows are a few seconds (RATE_LIMIT_WINDOW_SECONDS) so "the next minute" comes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -309,3 +312,28 @@ def test_redis_down_the_edge_keeps_accepting_and_limits_per_pod(
     finally:
         stack.stop()
         redis.stop()
+
+
+def test_a_broken_list_file_at_start_is_one_line_and_exit_1(tmp_path: Path, dev_certificate: DevCertificate) -> None:
+    deny = tmp_path / "deny"
+    deny.write_text("192.0.2.0/24\n192.0.2.300\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "smtp_edge"],
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DENY_LIST_FILE": str(deny),
+            "TLS_CERT_FILE": str(dev_certificate.cert_file),
+            "TLS_KEY_FILE": str(dev_certificate.key_file),
+            "SMTP_STARTTLS_PORT": "0",
+            "SMTP_TLS_PORT": "0",
+            "HTTP_PORT": str(free_port()),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"{deny}:2: not an IP network: '192.0.2.300'" in output and "Traceback" not in output, output

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smtp_edge.policy.access_lists import Access, AccessListError, AccessListFiles, AccessLists, parse_networks
 
@@ -114,3 +117,31 @@ def test_a_broken_edit_keeps_the_last_good_lists_until_fixed(tmp_path: Path) -> 
     clock.now += 1
     assert files.check("192.0.2.1") is Access.UNLISTED
     assert files.check("203.0.113.1") is Access.DENIED
+
+
+networks = st.builds(
+    lambda address, prefix: ipaddress.ip_network(f"{ipaddress.IPv4Address(address)}/{prefix}", strict=False),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 32),
+)
+
+
+@given(st.lists(networks, max_size=6), st.lists(networks, max_size=6), st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_the_most_specific_listed_network_decides(
+    deny: list[ipaddress.IPv4Network], allow: list[ipaddress.IPv4Network], address: int, near: int
+) -> None:
+    """Against a reference: the longest prefix among the networks holding the address, deny on a tie."""
+    # Often pick an address inside one of the networks, else the lists would rarely apply.
+    if deny or allow:
+        pick = (deny + allow)[near % len(deny + allow)]
+        address = int(pick.network_address) + address % pick.num_addresses
+    ip = ipaddress.IPv4Address(address)
+    holding = [(n.prefixlen, n in deny and ip in n, n in allow and ip in n) for n in {*deny, *allow}]
+    best = max((length for length, d, a in holding if d or a), default=None)
+    if best is None:
+        expected = Access.UNLISTED
+    elif any(d for length, d, _ in holding if length == best):
+        expected = Access.DENIED
+    else:
+        expected = Access.ALLOWED
+    assert AccessLists(tuple(deny), tuple(allow)).check(str(ip)) is expected
