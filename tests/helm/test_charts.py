@@ -1,5 +1,5 @@
 """Structural checks of the Helm charts, without helm: values paths, helpers, template blocks, the contract with the
-services (environment variables, probes, shutdown timing) and the Dockerfiles.
+services (environment variables, probes, shutdown timing) and the one Dockerfile.
 
 Every check is a function returning a list of problems, so the self-tests at the bottom can show that each one
 fails on a broken chart.
@@ -77,10 +77,12 @@ SETTINGS_SOURCE = {
 # Set by the chart ahead of the service reading it.
 PENDING_SETTINGS: dict[str, set[str]] = {"smtp-edge": set(), "forwarder": set()}
 
+# The one Dockerfile (`--build-arg SERVICE=<name>`): service -> (its module, its source directory).
+DOCKERFILE = ROOT / "Dockerfile"
 DOCKERFILES = {
-    "smtp-edge": ("services/smtp-edge/Dockerfile", "smtp_edge", "services/smtp-edge/src"),
-    "forwarder": ("services/forwarder/Dockerfile", "forwarder", "services/forwarder/src"),
-    "cakemail-sandbox": ("services/cakemail-sandbox/Dockerfile", "cakemail_sandbox", "services/cakemail-sandbox/src"),
+    "smtp-edge": ("smtp_edge", "services/smtp-edge/src"),
+    "forwarder": ("forwarder", "services/forwarder/src"),
+    "cakemail-sandbox": ("cakemail_sandbox", "services/cakemail-sandbox/src"),
 }
 
 COMMENT = re.compile(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", re.S)
@@ -531,26 +533,119 @@ def test_forwarder_reads_redis_url_from_a_secret() -> None:
     assert check_redis_url_from_secret(chart_dir("forwarder")) == []
 
 
-@pytest.mark.parametrize("service", sorted(DOCKERFILES))
-def test_dockerfile(service: str) -> None:
-    path, module, src = DOCKERFILES[service]
-    text = (ROOT / path).read_text()
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim", text, re.M)
-    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS builder$", text, re.M), "multi-stage: a builder stage"
-    assert "grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen" in text
-    assert re.search(r"^USER 10001:10001$", text, re.M), "runs as a numeric non-root user"
-    pythonpath = re.search(r"PYTHONPATH=(\S+)", text)
-    assert pythonpath is not None
-    assert pythonpath.group(1).split(":") == ["/app/gen", f"/app/{src}", "/app/services/common/src"]
-    assert f"COPY {src} /app/{src}" in text
-    assert f'ENTRYPOINT ["python", "-m", "{module}"]' in text
+def dockerfile_stages(text: str) -> dict[str, str]:
+    """Stage name -> its instructions (comments dropped, continuation lines joined); the unnamed last stage is
+    "<final>", anything before the first FROM is "<global>"."""
+    lines = re.sub(r"\\\n\s*", " ", "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#")))
+    stages: dict[str, list[str]] = {"<global>": []}
+    current = "<global>"
+    for line in lines.splitlines():
+        match = re.match(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?\s*$", line)
+        if match:
+            current = match.group(1) or "<final>"
+            stages[current] = []
+        stages[current].append(line)
+    return {name: "\n".join(body) + "\n" for name, body in stages.items()}
+
+
+def check_dockerfile(text: str) -> list[str]:
+    """Each service has a stage that an image built with --build-arg SERVICE=<service> ends up on, running the
+    service's module from its source directory as a numeric non-root user. No Docker engine needed (none in CI):
+    what only a build proves (dependencies install, the image starts) is not checked here."""
+    problems = []
+    stages = dockerfile_stages(text)
+    if not re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", stages["<global>"], re.M):
+        problems.append("the base image is not the global ARG PYTHON_IMAGE=python:3.11-slim")
+    if not re.search(r"^ARG SERVICE$", stages["<global>"], re.M):
+        problems.append("ARG SERVICE is not declared before the first FROM (FROM cannot use it)")
+    builder = stages.get("builder", "")
+    if not builder.startswith("FROM ${PYTHON_IMAGE} AS builder"):
+        problems.append("multi-stage: no builder stage on ${PYTHON_IMAGE}")
+    if "grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen" not in builder:
+        problems.append("the builder does not generate the gRPC stubs")
+    final = stages.get("<final>", "")
+    if not final.startswith("FROM service-${SERVICE}\n"):
+        problems.append("the final stage is not FROM service-${SERVICE}")
+    if not re.search(r"^USER 10001:10001$", final, re.M):
+        problems.append("the image does not run as the numeric non-root user 10001")
+    for service, (module, src) in DOCKERFILES.items():
+        stage = stages.get(f"service-{service}")
+        if stage is None:
+            problems.append(f"no stage service-{service}")
+            continue
+        if not stage.startswith("FROM runtime AS "):
+            problems.append(f"service-{service} does not build on the shared runtime stage")
+        if f"COPY {src} /app/{src}" not in stage:
+            problems.append(f"service-{service} does not copy {src}")
+        pythonpath = re.search(r"PYTHONPATH=(\S+)", stage)
+        if pythonpath is None or pythonpath.group(1).split(":") != [
+            "/app/gen",
+            f"/app/{src}",
+            "/app/services/common/src",
+        ]:
+            problems.append(f"service-{service}: PYTHONPATH is not gen, {src}, common")
+        if f'ENTRYPOINT ["python", "-m", "{module}"]' not in stage:
+            problems.append(f"service-{service} does not run python -m {module}")
+        if not (ROOT / src / module / "__main__.py").is_file():
+            problems.append(f"{src}/{module}/__main__.py does not exist: python -m {module} would fail")
+    return problems
+
+
+def test_dockerfile() -> None:
+    assert check_dockerfile(DOCKERFILE.read_text()) == []
+
+
+def test_one_dockerfile_for_every_service() -> None:
+    assert sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "services").glob("*/Dockerfile")) == []
+    dockerignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert "*" in dockerignore, "the context is an allow list"
+    for needed in ("pyproject.toml", "proto", "services"):
+        assert f"!{needed}" in dockerignore, f"{needed} is not in the build context"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("ARG SERVICE\n", "", "ARG SERVICE is not declared"),
+        ("FROM service-${SERVICE}", "FROM service-smtp-edge", "the final stage is not"),
+        ("USER 10001:10001", "USER gateway", "numeric non-root user"),
+        (
+            'ENTRYPOINT ["python", "-m", "forwarder"]',
+            'ENTRYPOINT ["python", "-m", "forwarders"]',
+            "python -m forwarder",
+        ),
+        ("AS service-cakemail-sandbox", "AS service-sandbox", "no stage service-cakemail-sandbox"),
+        ("COPY services/smtp-edge/src /app/services/smtp-edge/src", "COPY services/smtp-edge /app", "does not copy"),
+    ],
+)
+def test_the_dockerfile_check_catches(old: str, new: str, problem: str) -> None:
+    text = DOCKERFILE.read_text()
+    assert old in text
+    problems = check_dockerfile(text.replace(old, new, 1))
+    assert any(problem in p for p in problems), problems
+
+
+def test_edge_mounts_the_access_lists_as_a_directory_that_does_not_roll_the_pods() -> None:
+    directory = chart_dir("smtp-edge")
+    found = templates(directory)
+    deployment, configmap, lists = (
+        found["deployment.yaml"],
+        found["configmap.yaml"],
+        found["access-lists-configmap.yaml"],
+    )
+    assert 'name: {{ include "smtp-edge.fullname" . }}-access-lists' in lists
+    assert 'name: {{ include "smtp-edge.fullname" . }}-access-lists' in block(deployment, "volumes")
+    assert "mountPath: {{ .Values.accessLists.mountPath }}" in block(deployment, "volumeMounts")
+    assert '"DENY_LIST_FILE" (printf "%s/deny"' in configmap and "  deny: |" in lists
+    assert '"ALLOW_LIST_FILE" (printf "%s/allow"' in configmap and "  allow: |" in lists
+    assert "access-lists-configmap.yaml" not in deployment, "a list edit must not restart the pods"
 
 
 def test_image_defaults_match_the_charts() -> None:
     edge_values = load_yaml(chart_dir("smtp-edge") / "values.yaml")
     forwarder_values = load_yaml(chart_dir("forwarder") / "values.yaml")
-    edge = (ROOT / DOCKERFILES["smtp-edge"][0]).read_text()
-    forwarder = (ROOT / DOCKERFILES["forwarder"][0]).read_text()
+    stages = dockerfile_stages(DOCKERFILE.read_text())
+    edge, forwarder = stages["service-smtp-edge"], stages["service-forwarder"]
     assert f"SMTP_STARTTLS_PORT={edge_values['smtp']['containerPorts']['submission']} " in edge
     assert f"SMTP_TLS_PORT={edge_values['smtp']['containerPorts']['submissions']} " in edge
     assert f"HTTP_PORT={edge_values['http']['port']} " in edge

@@ -1,12 +1,16 @@
-"""Admission policies: connection caps and the AUTH failure throttle, with a controlled clock."""
+"""Admission policies: connection caps, the deny list and the AUTH failure throttle, with a controlled clock."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from smtp_edge.policy.access_lists import DENIED, AccessListFiles
 from smtp_edge.policy.admission import Admission
-from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle, parse_allowlist
+from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle, in_networks, parse_allowlist
 from smtp_edge.policy.connection_limits import REFUSED_PER_IP, REFUSED_TOTAL, ConnectionLimiter
+from smtp_edge.policy.counters import MemoryCounters
 from smtp_edge.smtp.handler import plausible_address
 
 
@@ -39,65 +43,88 @@ def test_total_cap() -> None:
 
 
 def throttle(clock: Clock, allow: str = "") -> AuthFailureThrottle:
+    allowlist = parse_allowlist([allow])
     return AuthFailureThrottle(
-        max_failures=3, window_seconds=60, cooldown_seconds=600, allowlist=parse_allowlist([allow]), clock=clock
+        MemoryCounters(clock),
+        max_failures=3,
+        window_seconds=60,
+        cooldown_seconds=600,
+        exempt=lambda ip: in_networks(ip, allowlist),
     )
 
 
-def test_failures_in_window_block_for_the_cooldown() -> None:
+async def test_failures_in_window_block_for_the_cooldown() -> None:
     clock = Clock()
     t = throttle(clock)
-    assert not t.record_failure("1.2.3.4")
-    assert not t.record_failure("1.2.3.4")
-    assert t.record_failure("1.2.3.4")
-    assert t.blocked("1.2.3.4")
-    assert not t.blocked("1.2.3.5")
+    assert not await t.record_failure("1.2.3.4")
+    assert not await t.record_failure("1.2.3.4")
+    assert await t.record_failure("1.2.3.4")
+    assert await t.blocked("1.2.3.4")
+    assert not await t.blocked("1.2.3.5")
     clock.now += 599
-    assert t.blocked("1.2.3.4")
+    assert await t.blocked("1.2.3.4")
     clock.now += 2
-    assert not t.blocked("1.2.3.4")
+    assert not await t.blocked("1.2.3.4")
 
 
-def test_failures_outside_the_window_do_not_add_up() -> None:
+async def test_failures_outside_the_window_do_not_add_up() -> None:
     clock = Clock()
     t = throttle(clock)
     for _ in range(5):
-        assert not t.record_failure("1.2.3.4")
+        assert not await t.record_failure("1.2.3.4")
         clock.now += 31
-    assert not t.blocked("1.2.3.4")
+    assert not await t.blocked("1.2.3.4")
 
 
-def test_success_resets_and_allowlist_is_never_blocked() -> None:
+async def test_success_resets_and_allowlist_is_never_blocked() -> None:
     clock = Clock()
     t = throttle(clock, allow="10.0.0.0/8")
-    t.record_failure("1.2.3.4")
-    t.record_failure("1.2.3.4")
-    t.record_success("1.2.3.4")
-    assert not t.record_failure("1.2.3.4")
+    await t.record_failure("1.2.3.4")
+    await t.record_failure("1.2.3.4")
+    await t.record_success("1.2.3.4")
+    assert not await t.record_failure("1.2.3.4")
     for _ in range(10):
-        assert not t.record_failure("10.1.2.3")
-    assert not t.blocked("10.1.2.3")
+        assert not await t.record_failure("10.1.2.3")
+    assert not await t.blocked("10.1.2.3")
 
 
-def test_sweep_forgets_old_state() -> None:
+async def test_memory_counters_sweep_forgets_old_state() -> None:
     clock = Clock()
-    t = throttle(clock)
-    for ip in ("a", "b"):
-        t.record_failure(ip)
-    for _ in range(3):
-        t.record_failure("c")
+    counters = MemoryCounters(clock)
+    for key in ("a", "b"):
+        await counters.hit(key, 60)
+    await counters.block("c", 600)
     clock.now += 10_000
-    t.sweep()
-    assert t._failures == {} and t._blocked_until == {}
+    counters.sweep()
+    assert len(counters) == 0
 
 
-def test_admission_refuses_throttled_ips_without_taking_a_slot() -> None:
+async def test_admission_refuses_throttled_ips_without_taking_a_slot(tmp_path: Path) -> None:
     clock = Clock()
-    admission = Admission(ConnectionLimiter(per_ip=5, total=5), throttle(clock))
+    admission = Admission(ConnectionLimiter(per_ip=5, total=5), throttle(clock), no_lists())
     for _ in range(3):
-        admission.auth_throttle.record_failure("9.9.9.9")
-    assert admission.admit("9.9.9.9") == THROTTLED
+        await admission.auth_throttle.record_failure("9.9.9.9")
     assert admission.connections.open_connections == 0
+    refusal = await admission.admit("9.9.9.9")
+    assert refusal is not None and (refusal.reply, refusal.policy) == (THROTTLED, "auth_throttle")
+    assert admission.connections.open_connections == 0
+
+
+async def test_admission_refuses_denied_ips_at_connect(tmp_path: Path) -> None:
+    deny = tmp_path / "deny"
+    deny.write_text("192.0.2.0/24\n")
+    lists = AccessListFiles(deny, None, check_interval=1)
+    admission = Admission(ConnectionLimiter(per_ip=5, total=5), throttle(Clock()), lists)
+    refusal = await admission.admit("192.0.2.9")
+    assert refusal is not None and (refusal.reply, refusal.policy) == (DENIED, "deny_list")
+    assert DENIED.startswith("421 4.7.1 ")
+    assert admission.connections.open_connections == 0
+    assert await admission.admit("192.0.3.9") is None
+    assert admission.connections.open_connections == 1
+
+
+def no_lists() -> AccessListFiles:
+    return AccessListFiles(None, None, check_interval=1)
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import structlog
 
-from gateway_common.lifecycle import serve_until_signalled
+from gateway_common.lifecycle import EXIT_CANNOT_START, serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 from smtp_edge.config import EdgeSettings
 from smtp_edge.forwarding.client import ForwarderClient
 from smtp_edge.metrics import EdgeMetrics
+from smtp_edge.policy.access_lists import Access, AccessListError, AccessListFiles
 from smtp_edge.policy.admission import Admission
-from smtp_edge.policy.auth_throttle import AuthFailureThrottle, parse_allowlist
+from smtp_edge.policy.auth_throttle import AuthFailureThrottle, in_networks, parse_allowlist
 from smtp_edge.policy.connection_limits import ConnectionLimiter
+from smtp_edge.policy.counters import Counters, FailoverCounters, MemoryCounters, RedisCounters
+from smtp_edge.policy.message_rates import MessageRateLimiter, RateLimits
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.handler import GatewayHandler, TransactionLimits
 from smtp_edge.smtp.listeners import ListenerConfig, SmtpListeners
@@ -29,14 +34,36 @@ class EdgeApp:
             submit_timeout=settings.forwarder_timeout_seconds,
             auth_timeout=settings.auth_timeout_seconds,
         )
+        self.counters = self._counters(settings)
+        self.access = AccessListFiles(
+            Path(settings.deny_list_file) if settings.deny_list_file else None,
+            Path(settings.allow_list_file) if settings.allow_list_file else None,
+            check_interval=settings.access_lists_check_interval_seconds,
+        )
+        throttle_allowlist = parse_allowlist(settings.auth_throttle_allowlist.split(","))
+
+        def allowed(ip: str) -> bool:
+            return self.access.check(ip) is Access.ALLOWED
+
         self.admission = Admission(
             connections=ConnectionLimiter(per_ip=settings.max_connections_per_ip, total=settings.max_connections),
             auth_throttle=AuthFailureThrottle(
+                self.counters,
                 max_failures=settings.auth_failure_limit,
                 window_seconds=settings.auth_failure_window_seconds,
                 cooldown_seconds=settings.auth_failure_cooldown_seconds,
-                allowlist=parse_allowlist(settings.auth_throttle_allowlist.split(",")),
+                exempt=lambda ip: allowed(ip) or in_networks(ip, throttle_allowlist),
             ),
+            access=self.access,
+        )
+        rates = MessageRateLimiter(
+            RateLimits(
+                per_ip=settings.rate_limit_per_ip_per_minute,
+                per_account=settings.rate_limit_per_account_per_minute,
+                window_seconds=settings.rate_limit_window_seconds,
+            ),
+            self.counters,
+            exempt=allowed,
         )
         self.handler = GatewayHandler(
             self.forwarder,
@@ -48,6 +75,7 @@ class EdgeApp:
                 message_id_domain=settings.smtp_hostname,
             ),
             self.metrics,
+            rates,
         )
         tls = server_context(settings.tls_cert_file, settings.tls_key_file)
         self.reloader = CertificateReloader(
@@ -72,6 +100,19 @@ class EdgeApp:
         self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port, service="smtp-edge")
         self._stopping = False
 
+    def _counters(self, settings: EdgeSettings) -> Counters:
+        """Shared through Redis when configured (falling back to this pod's own while it is unreachable)."""
+        if not settings.redis_url:
+            return MemoryCounters()
+        return FailoverCounters(
+            RedisCounters.from_url(
+                settings.redis_url, timeout_seconds=settings.redis_timeout_seconds, key_prefix=settings.redis_key_prefix
+            ),
+            MemoryCounters(),
+            retry_after_seconds=settings.redis_retry_after_seconds,
+            on_unavailable=self.metrics.shared_counters_unavailable.inc,
+        )
+
     async def is_ready(self) -> bool:
         # Ready while accepting: when the forwarder or the API is down, clients must still reach us and hear
         # a 4xx they will retry on, rather than find no listener behind the load balancer.
@@ -88,6 +129,7 @@ class EdgeApp:
             implicit_tls=f"{self.settings.smtp_host}:{implicit}",
             http=f"{self.settings.http_host}:{self.settings.http_port}",
             forwarder=self.settings.forwarder_address,
+            shared_counters=bool(self.settings.redis_url),
         )
 
     async def stop(self) -> None:
@@ -102,8 +144,15 @@ class EdgeApp:
         await self.reloader.stop()
         await self.ops.stop()
         await self.forwarder.close()
+        if isinstance(self.counters, FailoverCounters):
+            await self.counters.close()
         log.info("smtp-edge stopped")
 
 
 async def serve(settings: EdgeSettings) -> None:
-    await serve_until_signalled(EdgeApp(settings))
+    try:
+        app = EdgeApp(settings)
+    except AccessListError as error:  # a configuration problem: one line, not a traceback
+        log.error("cannot start", reason=str(error))
+        raise SystemExit(EXIT_CANNOT_START) from None
+    await serve_until_signalled(app)

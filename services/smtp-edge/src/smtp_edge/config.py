@@ -47,6 +47,24 @@ class EdgeSettings(BaseSettings):
     auth_failure_cooldown_seconds: float = Field(default=900.0, gt=0)
     # Comma-separated CIDRs never throttled for AUTH failures (e.g. a monitoring probe).
     auth_throttle_allowlist: str = ""
+    # Messages (transactions, counted at MAIL FROM) per window per client IP and per account; 0 turns one off.
+    # Ceilings against a runaway or hostile source, far above one real application server (docs/configuration.md).
+    rate_limit_per_ip_per_minute: int = Field(default=3000, ge=0)
+    rate_limit_per_account_per_minute: int = Field(default=6000, ge=0)
+    # The limits' window; 60 makes them per minute as named. Shorter only for tests.
+    rate_limit_window_seconds: float = Field(default=60.0, gt=0)
+    # Files of CIDRs, one per line: denied clients get 421 at connect; allowed ones skip the rate limits and the
+    # AUTH throttle. Empty: no list. Looked at again (stat) at most every interval, on a connection.
+    deny_list_file: str = ""
+    allow_list_file: str = ""
+    access_lists_check_interval_seconds: float = Field(default=5.0, gt=0)
+    # Counters for the rate limits and the AUTH throttle shared by every edge pod; empty: each pod counts alone.
+    redis_url: str = ""
+    # A slow or dead Redis must not hold SMTP replies up: each call is capped, then the pod counts alone and tries
+    # Redis again after the pause.
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_retry_after_seconds: float = Field(default=5.0, gt=0)
+    redis_key_prefix: str = "smtp-gateway:edge:v1"
     # PROXY protocol v1/v2 from a load balancer, so limits and logs see the real client IP.
     proxy_protocol: bool = False
     proxy_protocol_timeout_seconds: float = Field(default=5.0, gt=0)

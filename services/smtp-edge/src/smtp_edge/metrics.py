@@ -36,3 +36,14 @@ class EdgeMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.policy_refusals = Counter(
+            "smtp_policy_refusals_total",
+            "Clients turned away by an abuse policy (deny_list, connections, auth_throttle, rate_ip, rate_account)",
+            ["policy"],
+            registry=registry,
+        )
+        self.shared_counters_unavailable = Counter(
+            "smtp_shared_counters_unavailable_total",
+            "Times the shared (Redis) counters could not be reached and this pod counted on its own",
+            registry=registry,
+        )

@@ -98,13 +98,14 @@ class SaslAuthenticator:
         self._metrics.auth_attempts.labels(mechanism, answer.outcome).inc()
         if not answer.accepted:
             log.info("auth refused", mechanism=mechanism, outcome=answer.outcome)
-            if answer.outcome == "unauthenticated" and self._throttle.record_failure(server.client_ip):
+            if answer.outcome == "unauthenticated" and await self._throttle.record_failure(server.client_ip):
                 log.warning("auth failures over the limit; client in cool-down")
+                self._metrics.policy_refusals.labels("auth_throttle").inc()
                 await server.push(answer.reply)
                 await server.say_goodbye(THROTTLED)
                 return _HANDLED
             return AuthResult(success=False, handled=False, message=answer.reply)
-        self._throttle.record_success(server.client_ip)
+        await self._throttle.record_success(server.client_ip)
         session.credentials = SmtpCredentials(username=username, password=password)
         # Success is recorded and answered here: aiosmtpd's own success path sets the deprecated
         # Session.login_data and logs a warning on every AUTH (aiosmtpd #347); Session.authenticated is the

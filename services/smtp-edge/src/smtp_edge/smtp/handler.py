@@ -17,6 +17,7 @@ from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
 from smtp_edge.mime.parser import derived_message_id, message_identity
+from smtp_edge.policy.message_rates import MessageRateLimiter
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
 
@@ -50,10 +51,12 @@ class GatewayHandler:
         authenticator: SaslAuthenticator,
         limits: TransactionLimits,
         metrics: EdgeMetrics,
+        rates: MessageRateLimiter,
     ) -> None:
         self._forwarder = forwarder
         self._authenticator = authenticator
         self._limits = limits
+        self._rates = rates
         self._metrics = metrics
         self.transactions_in_flight = 0
 
@@ -88,6 +91,13 @@ class GatewayHandler:
         # because aiosmtpd reads an empty mail_from as "no MAIL yet".
         if address != NULL_SENDER and not plausible_address(address):
             return "501 5.1.7 Bad sender address syntax"
+        # The rate limits are judged here, before the client sends the message: over a limit, it keeps it.
+        username = session.credentials.username if session.credentials is not None else None
+        refusal = await self._rates.admit_transaction(server.client_ip, username)
+        if refusal is not None:
+            log.info("transaction refused", reply=refusal.reply, policy=refusal.policy)
+            self._metrics.policy_refusals.labels(refusal.policy).inc()
+            return refusal.reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 2.1.0 Sender OK"

@@ -139,10 +139,11 @@ class GatewaySMTP(SMTP):
             return
         ip = self._client_ip = self._peer_ip()
         structlog.contextvars.bind_contextvars(client_ip=ip)
-        refusal = self._admission.admit(ip)
+        refusal = await self._admission.admit(ip)
         if refusal is not None:
-            log.info("connection refused", reply=refusal)
-            await self.say_goodbye(refusal)
+            log.info("connection refused", reply=refusal.reply, policy=refusal.policy)
+            self._metrics.policy_refusals.labels(refusal.policy).inc()
+            await self.say_goodbye(refusal.reply)
             return
         self._admitted_ip = ip
         log.info("session opened")
