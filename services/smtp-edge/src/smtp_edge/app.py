@@ -28,6 +28,7 @@ class EdgeApp:
             settings.forwarder_address,
             submit_timeout=settings.forwarder_timeout_seconds,
             auth_timeout=settings.auth_timeout_seconds,
+            lb_policy=settings.forwarder_lb_policy,
         )
         self.admission = Admission(
             connections=ConnectionLimiter(per_ip=settings.max_connections_per_ip, total=settings.max_connections),
