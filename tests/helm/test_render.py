@@ -25,6 +25,7 @@ from tests.helm.render import (
     render,
     schema_errors,
 )
+from tests.helm.test_charts import SETTINGS_SOURCE, settings_fields
 from tests.ops.promtool import promtool
 
 CHARTS = ("smtp-edge", "forwarder")
@@ -97,8 +98,6 @@ def test_values_schema_refuses_wrong_values(chart: str, values: dict[str, Any], 
 
 @pytest.mark.parametrize("chart", CHARTS)
 def test_values_schema_lists_every_setting_of_the_service(chart: str) -> None:
-    from tests.helm.test_charts import SETTINGS_SOURCE, settings_fields
-
     schema = json.loads((HELM / chart / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
     assert schema["properties"]["config"]["additionalProperties"] is False
