@@ -76,10 +76,12 @@ clients: tests/clients/node/node_modules/.installed
 		else echo "the client matrix needs Debian packages: sudo apt-get install $(CLIENT_DEBS)" >&2; exit 1; fi; \
 	fi
 
-# Real servers the tests start on free loopback ports (tests/redis_server.py): Debian's redis-server.
-SERVER_DEBS := redis-server
+# Real servers the tests start on free loopback ports (tests/redis_server.py): Debian's redis-server. Debian's
+# prometheus gives the Prometheus server (dashboard queries, tests/ops) and promtool (alert rules, tests/ops).
+SERVER_DEBS := redis-server prometheus
 servers:
-	@if [ ! -x /usr/bin/redis-server ] && ! command -v redis-server >/dev/null; then \
+	@if { [ ! -x /usr/bin/redis-server ] && ! command -v redis-server >/dev/null; } \
+		|| ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SERVER_DEBS); \
 		else echo "the tests need Debian packages: sudo apt-get install $(SERVER_DEBS)" >&2; exit 1; fi; \

@@ -1,5 +1,6 @@
-"""Structural checks of the Helm charts, without helm: values paths, helpers, template blocks, the contract with the
-services (environment variables, probes, shutdown timing) and the one Dockerfile.
+"""The charts' contract with the services, read from the chart sources: values paths, environment variables, probes,
+shutdown timing, and the one Dockerfile. Rendering, template syntax, lint and the Kubernetes schemas are Helm's own
+engine's job (test_render.py).
 
 Every check is a function returning a list of problems, so the self-tests at the bottom can show that each one
 fails on a broken chart.
@@ -28,6 +29,9 @@ REQUIRED_TEMPLATES = (
     "pdb.yaml",
     "servicemonitor.yaml",
     "serviceaccount.yaml",
+    "prometheusrule.yaml",
+    "dashboard.yaml",
+    "networkpolicy.yaml",
     "NOTES.txt",
 )
 
@@ -41,6 +45,7 @@ SERVICE_ENV = {
         "HTTP_HOST",
         "HTTP_PORT",
         "FORWARDER_ADDRESS",
+        "FORWARDER_LB_POLICY",
         "FORWARDER_TIMEOUT_SECONDS",
         "TLS_CERT_FILE",
         "TLS_KEY_FILE",
@@ -86,11 +91,7 @@ DOCKERFILES = {
 }
 
 COMMENT = re.compile(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", re.S)
-ACTION = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
 VALUES_PATH = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
-INCLUDE = re.compile(r"\b(?:include|template)\s+\"([^\"]+)\"")
-DEFINE = re.compile(r"\{\{-?\s*define\s+\"([^\"]+)\"")
-OPENERS = ("if", "range", "with", "define", "block")
 
 
 # ---- helpers ----
@@ -194,55 +195,6 @@ def check_values_paths(directory: Path) -> list[str]:
             if not found:
                 line = text.count("\n", 0, match.start()) + 1
                 problems.append(f"{name}:{line}: .Values{match.group(1)} is not in values.yaml")
-    return problems
-
-
-def check_includes(directory: Path) -> list[str]:
-    files = templates(directory)
-    defined = DEFINE.findall(files.get("_helpers.tpl", ""))
-    problems = [f"_helpers.tpl defines {name!r} twice" for name in set(defined) if defined.count(name) > 1]
-    for name, text in files.items():
-        for match in INCLUDE.finditer(strip_comments(text)):
-            if match.group(1) not in defined:
-                line = text.count("\n", 0, match.start()) + 1
-                problems.append(f"{name}:{line}: include {match.group(1)!r} is not defined in _helpers.tpl")
-    return problems
-
-
-def check_delimiters(directory: Path) -> list[str]:
-    problems = []
-    for name, text in templates(directory).items():
-        opened, closed = text.count("{{"), text.count("}}")
-        if opened != closed:
-            problems.append(f"{name}: {opened} '{{{{' but {closed} '}}}}'")
-        for match in re.finditer(r"\{\{(?!-? )(?!/\*)(?!-/\*)", text):
-            line = text.count("\n", 0, match.start()) + 1
-            problems.append(f"{name}:{line}: '{{{{' not followed by a space or '- ' (or a comment)")
-    return problems
-
-
-def check_blocks(directory: Path) -> list[str]:
-    problems = []
-    for name, text in templates(directory).items():
-        stack: list[tuple[str, int]] = []
-        clean = strip_comments(text)
-        for match in ACTION.finditer(clean):
-            words = match.group(1).split()
-            if not words:
-                continue
-            keyword = words[0]
-            line = clean.count("\n", 0, match.start()) + 1
-            if keyword in OPENERS:
-                stack.append((keyword, line))
-            elif keyword == "else":
-                if not stack or stack[-1][0] not in ("if", "with", "range"):
-                    problems.append(f"{name}:{line}: else outside if/with/range")
-            elif keyword == "end":
-                if not stack:
-                    problems.append(f"{name}:{line}: end without an opening block")
-                else:
-                    stack.pop()
-        problems += [f"{name}:{line}: {keyword} is never closed by an end" for keyword, line in stack]
     return problems
 
 
@@ -445,18 +397,6 @@ def test_every_values_path_exists(chart: str) -> None:
     assert check_values_paths(chart_dir(chart)) == []
 
 
-def test_every_include_is_defined(chart: str) -> None:
-    assert check_includes(chart_dir(chart)) == []
-
-
-def test_delimiters_balance(chart: str) -> None:
-    assert check_delimiters(chart_dir(chart)) == []
-
-
-def test_blocks_are_closed(chart: str) -> None:
-    assert check_blocks(chart_dir(chart)) == []
-
-
 def test_values_contract(chart: str) -> None:
     assert check_values_contract(chart_dir(chart)) == []
 
@@ -524,9 +464,13 @@ def test_edge_dials_the_forwarder_release() -> None:
     edge = load_yaml(chart_dir("smtp-edge") / "values.yaml")
     forwarder = load_yaml(chart_dir("forwarder") / "values.yaml")
     forwarder_chart = load_yaml(chart_dir("forwarder") / "Chart.yaml")
-    host, _, port = edge["config"]["FORWARDER_ADDRESS"].partition(":")
-    assert host.split(".")[0] == forwarder_chart["name"]
-    assert int(port) == forwarder["service"]["ports"]["grpc"]
+    target = edge["config"]["FORWARDER_ADDRESS"]
+    assert target.startswith("dns:///"), "a DNS target, so round_robin sees every forwarder pod"
+    host, _, port = target.removeprefix("dns:///").partition(":")
+    assert host.split(".")[0] == f"{forwarder_chart['name']}-headless"
+    assert forwarder["service"]["headless"]["enabled"] is True
+    assert int(port) == forwarder["grpc"]["port"] == forwarder["service"]["ports"]["grpc"]
+    assert edge["networkPolicy"]["forwarder"]["port"] == forwarder["grpc"]["port"]
 
 
 def test_forwarder_reads_redis_url_from_a_secret() -> None:
@@ -675,7 +619,7 @@ def line_of(path: Path, text: str) -> int:
 
 
 def test_checks_pass_on_the_unbroken_copy(broken: Path) -> None:
-    for check in (check_values_paths, check_includes, check_delimiters, check_blocks, check_deployment):
+    for check in (check_values_paths, check_deployment):
         assert check(broken) == []
     assert check_env(broken, "smtp-edge") == []
     assert check_hpa(broken, "smtp-edge") == []
@@ -685,30 +629,6 @@ def test_catches_an_unknown_values_path(broken: Path) -> None:
     edit(broken / "templates/deployment.yaml", ".Values.tmpVolume.sizeLimit", ".Values.tmpVolume.size")
     line = line_of(broken / "templates/deployment.yaml", ".Values.tmpVolume.size ")
     assert check_values_paths(broken) == [f"deployment.yaml:{line}: .Values.tmpVolume.size is not in values.yaml"]
-
-
-def test_catches_an_undefined_include(broken: Path) -> None:
-    edit(broken / "templates/service.yaml", 'include "smtp-edge.labels"', 'include "smtp-edge.label"')
-    assert len(check_includes(broken)) == 1
-
-
-def test_catches_an_unclosed_block_and_a_stray_end(broken: Path) -> None:
-    edit(broken / "templates/pdb.yaml", "  {{- end }}\n  selector:", "  selector:")
-    assert check_blocks(broken) == ["pdb.yaml:1: if is never closed by an end"]
-    hpa = broken / "templates/hpa.yaml"
-    hpa.write_text(hpa.read_text() + "{{- end }}\n")
-    last = len(hpa.read_text().splitlines())
-    assert check_blocks(broken) == [
-        f"hpa.yaml:{last}: end without an opening block",
-        "pdb.yaml:1: if is never closed by an end",
-    ]
-
-
-def test_catches_unbalanced_delimiters(broken: Path) -> None:
-    pdb = broken / "templates/pdb.yaml"
-    opened = pdb.read_text().count("{{")
-    edit(pdb, "{{ .Values.podDisruptionBudget.minAvailable }}", "{{ .Values.podDisruptionBudget.minAvailable }")
-    assert check_delimiters(broken) == [f"pdb.yaml: {opened} '{{{{' but {opened - 1} '}}}}'"]
 
 
 def test_catches_a_missing_or_misspelt_variable(broken: Path) -> None:

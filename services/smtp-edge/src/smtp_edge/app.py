@@ -33,6 +33,7 @@ class EdgeApp:
             settings.forwarder_address,
             submit_timeout=settings.forwarder_timeout_seconds,
             auth_timeout=settings.auth_timeout_seconds,
+            lb_policy=settings.forwarder_lb_policy,
         )
         self.counters = self._counters(settings)
         self.access = AccessListFiles(

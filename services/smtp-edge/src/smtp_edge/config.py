@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,7 +26,12 @@ class EdgeSettings(BaseSettings):
     tls_key_file: str = ".dev/certs/key.pem"
     tls_reload_interval_seconds: float = Field(default=30.0, gt=0)
 
+    # A gRPC target: host:port, or dns:///forwarder-headless:50051 so that every forwarder pod behind a headless
+    # Service gets a connection (ipv4:127.0.0.1:p1,127.0.0.1:p2 lists addresses).
     forwarder_address: str = "127.0.0.1:50051"
+    # How calls spread over the addresses the target resolves to: round_robin over all of them, or pick_first (one
+    # HTTP/2 connection to one forwarder, as through a ClusterIP Service).
+    forwarder_lb_policy: Literal["round_robin", "pick_first"] = "round_robin"
     # Under typical client timeouts (smtplib, Nodemailer and .NET wait minutes for the DATA reply).
     forwarder_timeout_seconds: float = Field(default=45.0, gt=0)
     auth_timeout_seconds: float = Field(default=15.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,11 +26,29 @@ class Answer:
     outcome: str
 
 
+def load_balancing_options(policy: str) -> list[tuple[str, str | int]]:
+    """Channel options that spread calls over every address the target resolves to.
+
+    One HTTP/2 connection through a ClusterIP Service pins an edge pod to one forwarder pod for the connection's
+    life; with a headless Service (dns:///) and round_robin the channel keeps a subchannel per forwarder pod.
+    The policy is set in the channel's own service config, and DNS TXT service configs are ignored, so nothing in
+    the cluster's DNS can change it.
+    """
+    return [
+        ("grpc.service_config", json.dumps({"loadBalancingConfig": [{policy: {}}]})),
+        ("grpc.lb_policy_name", policy),
+        ("grpc.service_config_disable_resolution", 1),
+    ]
+
+
 class ForwarderClient:
-    def __init__(self, address: str, *, submit_timeout: float, auth_timeout: float) -> None:
+    def __init__(
+        self, address: str, *, submit_timeout: float, auth_timeout: float, lb_policy: str = "round_robin"
+    ) -> None:
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[
+                *load_balancing_options(lb_policy),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_time_ms", 30_000),
