@@ -297,7 +297,7 @@ def body_csp(*, remote_images: bool) -> str:
     images = "data: http: https:" if remote_images else "data:"
     return (
         f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; font-src data:; "
-        "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox allow-popups"
+        "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox"
     )
 
 
