@@ -13,12 +13,12 @@ from cakemail_sandbox.store import Inbox, Record
 MAX_PENDING = 256
 
 
-class _Overflow:
+class Overflow:
     """A subscriber fell behind: it gets a fresh full list instead of the changes it missed."""
 
 
-OVERFLOW: Final = _Overflow()
-Change = Record | None | _Overflow  # a record added, the inbox cleared (None), or OVERFLOW
+OVERFLOW: Final = Overflow()
+Change = Record | None | Overflow  # a record added, the inbox cleared (None), or OVERFLOW
 
 
 @dataclass(eq=False, slots=True)

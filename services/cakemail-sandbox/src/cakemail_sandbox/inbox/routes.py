@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.staticfiles import StaticFiles
 
 from cakemail_sandbox.faults import RouteName
-from cakemail_sandbox.inbox.feed import OVERFLOW, InboxFeed
+from cakemail_sandbox.inbox.feed import InboxFeed, Overflow
 from cakemail_sandbox.inbox.views import (
     MessageView,
     Query,
@@ -161,12 +161,12 @@ def inbox_router(state: SandboxState) -> APIRouter:
                         continue
                     change = getter.result()
                     total = len(state.inbox.all())
-                    if change is OVERFLOW:
+                    if isinstance(change, Overflow):
                         yield reset()
                     elif change is None:
                         yield _sse("cleared", {"total": 0})
                     else:
-                        view = message_view(change)  # type: ignore[arg-type]
+                        view = message_view(change)
                         shown = rows_html([view]) if query.matches(view) else None
                         yield _sse("added", {"id": view.id, "html": shown, "total": total})
 

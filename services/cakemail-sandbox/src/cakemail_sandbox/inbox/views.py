@@ -91,7 +91,12 @@ class MessageView:
     headers: tuple[tuple[str, str], ...]
     api_fields: tuple[tuple[str, str], ...]
     attachments: tuple[AttachmentView, ...]
-    raw: dict[str, Any]  # the record as GET /sandbox/emails?content=0 shows it
+    record: Record
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The record as GET /sandbox/emails?content=0 shows it (built on demand: the list never needs it)."""
+        return self.record.to_json(content=False)
 
     @property
     def time(self) -> str:
@@ -168,7 +173,7 @@ def _v1_view(record: EmailRecord) -> MessageView:
         headers=tuple((str(name), _shown(value)) for name, value in headers.items()),
         api_fields=tuple((name, value) for name, value in fields if value),
         attachments=attachments,
-        raw=record.to_json(content=False),
+        record=record,
     )
 
 
@@ -225,7 +230,7 @@ def _v2_view(record: V2EmailRecord) -> MessageView:
         headers=tuple((str(header.get("name")), _shown(header.get("value"))) for header in headers),
         api_fields=tuple((name, value) for name, value in fields if value),
         attachments=_v2_attachments(record),
-        raw=record.to_json(content=False),
+        record=record,
     )
 
 
