@@ -4,10 +4,16 @@ sandbox's API directly, so both flavors are seen rendered."""
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
+import struct
+import threading
 import uuid
+import zlib
+from collections.abc import Iterator
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,20 @@ HTML = (
     '<p id="scripted">script did not run</p>'
     "<script>document.getElementById('scripted').textContent = 'script ran'</script>"
 )
+
+
+def _png(width: int, height: int) -> bytes:
+    """A real (red) PNG, so a browser decodes it and reports its size."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+PNG = _png(2, 2)
 
 
 def smtp_send(stack: Stack, tls: ssl.SSLContext, message: EmailMessage) -> None:
@@ -319,3 +339,87 @@ def test_phone_width_keyboard_and_labels(
     link.send_keys(Keys.ENTER)
     wait_for(browser, lambda d: d.find_elements(By.ID, "html-body"), "message page by keyboard")
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+class _Pixels(BaseHTTPRequestHandler):
+    """A remote image host on loopback that counts what it is asked for: a tracking pixel's view of the inbox."""
+
+    hits: list[str]
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(PNG)))
+        self.end_headers()
+        self.wfile.write(PNG)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def pixel_host() -> Iterator[tuple[str, list[str]]]:
+    handler = type("Pixels", (_Pixels,), {"hits": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
+    server.shutdown()
+    server.server_close()
+
+
+def test_remote_images_stay_blocked_until_asked_and_cid_images_show(
+    browser: WebDriver, stack: Stack, sandbox: SandboxView, pixel_host: tuple[str, list[str]]
+) -> None:
+    pixel_url, hits = pixel_host
+    html = (
+        f'<p id="top">Newsletter</p><img id="inline" src="cid:logo@example.com" alt="logo">'
+        f'<img id="remote" src="{pixel_url}/open.png?u=bob" alt="remote">'
+    )
+    with httpx.Client(base_url=stack.sandbox_url, timeout=10) as http:
+        key = http.post("/v1/auth/validate", json={"username": DEMO[0], "password": DEMO[1]}).json()["api_key"]
+        payload = {
+            "from": {"email": "news@example.com"},
+            "to": [{"email": "bob@example.net"}],
+            "subject": "Newsletter",
+            "html_body": html,
+            "attachments": [
+                {
+                    "filename": "",
+                    "content": base64.b64encode(PNG).decode(),
+                    "content_type": "image/png",
+                    "content_id": "<logo@example.com>",
+                    "disposition": "inline",
+                }
+            ],
+        }
+        response = http.post("/v1/emails", json=payload, headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200, response.text
+        message_id = response.json()["message_id"]
+
+    def natural_width(driver: WebDriver, image: str) -> int:
+        return int(driver.execute_script("return arguments[0].naturalWidth", driver.find_element(By.ID, image)))
+
+    browser.get(f"{stack.sandbox_url}/inbox/messages/{message_id}")
+    browser.switch_to.frame(browser.find_element(By.ID, "html-body"))
+    try:
+        wait_for(browser, lambda d: natural_width(d, "inline") == 2, "the cid: image shown")
+        # The remote image was refused by the policy: broken, and never requested.
+        wait_for(browser, lambda d: d.execute_script("return document.getElementById('remote').complete"), "settled")
+        assert natural_width(browser, "remote") == 0
+    finally:
+        browser.switch_to.default_content()
+    # The page's own preview of the inline image (served by the sandbox itself).
+    preview = browser.find_element(By.CSS_SELECTOR, "img.preview")
+    wait_for(browser, lambda d: d.execute_script("return arguments[0].naturalWidth", preview) == 2, "the preview")
+    assert hits == []
+
+    browser.find_element(By.ID, "load-remote").click()
+    wait_for(browser, lambda d: "remote_images=1" in d.current_url, "remote images asked for")
+    browser.switch_to.frame(browser.find_element(By.ID, "html-body"))
+    try:
+        wait_for(browser, lambda d: natural_width(d, "remote") == 2, "the remote image loaded")
+    finally:
+        browser.switch_to.default_content()
+    assert hits == ["/open.png?u=bob"]
