@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cakemail_sandbox.inbox.routes import logs_command
+from cakemail_sandbox.inbox.routes import Pages, logs_command
 from cakemail_sandbox.inbox.views import (
     AttachmentView,
     Query,
@@ -20,6 +24,7 @@ from cakemail_sandbox.store import EmailRecord, V2EmailRecord
 from tests.sandbox.conftest import valid_email, valid_v2_email
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n fake").decode()
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def v1_record(**changes: Any) -> EmailRecord:
@@ -198,3 +203,76 @@ def test_download_names_cannot_break_out_of_the_header(filename: str, expected: 
 )
 def test_the_logs_command_only_for_ids_safe_in_a_shell(request_id: str | None, expected: str | None) -> None:
     assert logs_command(request_id) == expected
+
+
+# ---- rendering: nothing from a message ever becomes markup ----
+
+PIECES = ["<", ">", '"', "'", "&", "a", " ", "<script>", "</textarea>", " onerror=", "javascript:", "\u2028", "é", "{{"]
+hostile = st.lists(st.sampled_from(PIECES), max_size=12).map("".join)
+any_text = st.one_of(hostile, st.text(max_size=30))
+PAGES = Pages()
+
+
+class _Markup(HTMLParser):
+    """The elements (with their attribute names) of a page, and its text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: set[tuple[str, tuple[str, ...]]] = set()
+        self.scripts: list[str | None] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.add((tag, tuple(sorted(name for name, _ in attrs))))
+        if tag == "script":
+            self.scripts.append(dict(attrs).get("src"))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _pages(view: Any) -> list[str]:
+    return [
+        PAGES.render("_rows.html", messages=[view]),
+        PAGES.render("message.html", message=view, remote_images=False, logs_command=logs_command(view.request_id)),
+    ]
+
+
+def _record(subject: str, name: str, tag: str, header: str, filename: str, text: str) -> V2EmailRecord:
+    record = v2_record(
+        content={"subject": subject, "text": text, "html": "<script>x</script>", "type": "transactional"},
+        tags=[tag],
+        additional_headers=[{"name": header, "value": header}],
+        attachment={"filename": filename, "type": "png", "content": PNG},
+    )
+    return replace(record, sender_name=name, email=f"{header}@example.com", request_id=header)
+
+
+# What the templates produce for harmless content, with every optional part present and absent.
+HARMLESS = [
+    _pages(message_view(_record(*values)))
+    for values in [
+        ("Hello", "Ann", "t", "X-Id", "a.png", "Hi"),
+        ("", "", "", "", "", ""),
+        ("a", "b", "c", "d e", "", ""),
+    ]
+]
+ALLOWED = [set().union(*(_Markup(pages[i]).elements for pages in HARMLESS)) for i in range(2)]
+
+
+@SETTINGS
+@given(subject=any_text, name=any_text, tag=any_text, header=any_text, filename=any_text, text=any_text)
+def test_message_content_is_only_ever_text_in_the_pages(
+    subject: str, name: str, tag: str, header: str, filename: str, text: str
+) -> None:
+    view = message_view(_record(subject, name, tag, header, filename, text))
+    for page, allowed, shown_values in zip(_pages(view), ALLOWED, [(subject, tag), (subject, tag, text)], strict=True):
+        markup = _Markup(page)
+        # Only elements (with the attribute names) the templates make for harmless content: nothing was injected.
+        assert markup.elements <= allowed
+        assert markup.scripts in ([], ["/inbox/static/inbox.js"])
+        shown = "".join(markup.text)
+        for value in shown_values:
+            assert value.strip() in shown
