@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cakemail_sandbox.inbox import routes as inbox_routes
 from cakemail_sandbox.inbox.feed import MAX_PENDING, OVERFLOW, Subscription
 from cakemail_sandbox.store import Inbox
 from tests.sandbox.conftest import (
@@ -309,3 +310,21 @@ async def test_stopping_the_sandbox_ends_open_feeds_at_once(start_sandbox: Start
             await events.next()
     # Well inside the shutdown grace period: the feed did not hold the stop up.
     assert time.monotonic() - started < 1.0
+
+
+async def test_an_idle_feed_sends_keepalive_comments(
+    start_sandbox: StartSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_routes, "KEEPALIVE_SECONDS", 0.05)
+    server = await start_sandbox()
+    async with (
+        httpx.AsyncClient(base_url=server.base_url, timeout=5) as http,
+        http.stream("GET", "/inbox/events") as response,
+    ):
+        lines = response.aiter_lines()
+        seen: list[str] = []
+        async for line in lines:
+            seen.append(line)
+            if line == ": keepalive":
+                break
+        assert seen[0] == "retry: 2000" and seen[1] == "event: reset"
