@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -87,11 +87,26 @@ servers:
 		else echo "the tests need Debian packages: sudo apt-get install $(SERVER_DEBS)" >&2; exit 1; fi; \
 	fi
 
+# The web inbox's browser tests (tests/browser) drive Debian's headless Chromium through its ChromeDriver (Selenium
+# is given both paths: nothing is downloaded at test time).
+BROWSER_DEBS := chromium chromium-driver
+browsers:
+	@if ! { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null; } \
+		|| ! { [ -x /usr/bin/chromedriver ] || command -v chromedriver >/dev/null; }; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_DEBS); \
+		else echo "the browser tests need Debian packages: sudo apt-get install $(BROWSER_DEBS)" >&2; exit 1; fi; \
+	fi
+
+# The web inbox's screenshots in docs/images/, taken by the browser tests themselves (docs/sandbox-inbox.md).
+screenshots: $(VENV)/.installed browsers
+	INBOX_SCREENSHOT_DIR=docs/images $(BIN)/python -m pytest tests/browser -q -p no:cacheprovider
+
 tests/clients/node/node_modules/.installed: tests/clients/node/package.json tests/clients/node/package-lock.json
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
-pytest: $(VENV)/.installed clients servers
+pytest: $(VENV)/.installed clients servers browsers
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 

@@ -123,9 +123,10 @@ def test_banner_for_the_default_sandbox_and_for_a_real_api() -> None:
     default = render_banner(Stack(StackPorts(), CERT))
     assert "login   demo@example.com / demo-password" in default
     assert "curl -s 'http://127.0.0.1:8090/sandbox/emails?content=0'" in default
+    assert "See what was sent (inbox):   http://127.0.0.1:8090/ " in default
     real = render_banner(Stack(StackPorts(), CERT, settings={"CAKEMAIL_API_URL": "https://api.cakemail.dev"}))
     assert "API     https://api.cakemail.dev (CAKEMAIL_API_URL; no sandbox)" in real
-    assert "demo" not in real and "/sandbox/" not in real
+    assert "demo" not in real and "/sandbox/" not in real and "See what was sent" not in real
 
 
 def test_banner_names_a_certificate_set_by_the_user() -> None:

@@ -84,7 +84,8 @@ def render_banner(stack: Stack) -> str:
         "",
     ]
     if stack.has_sandbox:
-        lines.append(f"See what the API received:   curl -s '{stack.sandbox_url}/sandbox/emails?content=0'")
+        lines.append(f"See what was sent (inbox):   {stack.sandbox_url}/   (web inbox: live list, bodies, faults)")
+        lines.append(f"The same as JSON:            curl -s '{stack.sandbox_url}/sandbox/emails?content=0'")
     lines += [
         f"Health and metrics:          {stack.edge_http_url}/health/ready  {stack.edge_http_url}/metrics",
         f"                             {stack.forwarder_http_url}/health/ready  {stack.forwarder_http_url}/metrics",

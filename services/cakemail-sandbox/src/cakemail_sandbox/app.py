@@ -15,6 +15,7 @@ from cakemail_sandbox.api import api_router
 from cakemail_sandbox.api_v2 import api_v2_router
 from cakemail_sandbox.config import SandboxSettings
 from cakemail_sandbox.control import control_router
+from cakemail_sandbox.inbox.routes import install_inbox
 from cakemail_sandbox.middleware import FaultMiddleware
 from cakemail_sandbox.responses import error_response, status_error_code
 from cakemail_sandbox.state import SandboxState
@@ -35,6 +36,7 @@ def create_app(
     app.include_router(api_router(state))
     app.include_router(api_v2_router(state))
     app.include_router(control_router(state))
+    install_inbox(app, state)
 
     async def ready() -> bool:
         return not state.stopping.is_set()

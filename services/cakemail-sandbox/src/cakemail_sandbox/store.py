@@ -122,17 +122,30 @@ def _without_content(attachment: dict[str, Any], size: int) -> dict[str, Any]:
 Record = EmailRecord | V2EmailRecord
 
 
+InboxListener = Callable[[Record | None], None]
+
+
 class Inbox:
-    """Every accepted email, v1 and v2, oldest first."""
+    """Every accepted email, v1 and v2, oldest first.
+
+    Listeners hear of each record added, and of a clear (as `None`): the web inbox's live feed. They run inline,
+    so they must be quick and must not raise.
+    """
 
     def __init__(self) -> None:
         self._records: list[Record] = []
         self._v2: dict[str, V2EmailRecord] = {}
+        self._listeners: list[InboxListener] = []
+
+    def listen(self, listener: InboxListener) -> None:
+        self._listeners.append(listener)
 
     def add(self, record: Record) -> None:
         self._records.append(record)
         if isinstance(record, V2EmailRecord):
             self._v2[record.id] = record
+        for listener in self._listeners:
+            listener(record)
 
     def all(self) -> list[Record]:
         return list(self._records)
@@ -143,6 +156,8 @@ class Inbox:
     def clear(self) -> None:
         self._records.clear()
         self._v2.clear()
+        for listener in self._listeners:
+            listener(None)
 
 
 @dataclass(frozen=True, slots=True)
