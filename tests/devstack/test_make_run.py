@@ -24,6 +24,7 @@ ALICE = {
     "password": "alice-secret-7",
     "account_id": "acct-alice",
     "email": "alice@example.test",
+    "senders": [{"email": "alice@example.test", "name": "Alice"}],  # v2: the From must be a confirmed sender
 }
 
 

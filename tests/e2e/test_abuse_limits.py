@@ -20,6 +20,7 @@ import pytest
 from devstack.certs import DevCertificate
 from devstack.stack import ServiceProcess, Stack, StackPorts, free_port
 from tests.conftest import SandboxView, metric
+from tests.e2e.v2 import subject_of
 from tests.redis_server import RedisServer
 from tests.smtp_wire import Reply, WireClient
 
@@ -62,12 +63,13 @@ def send(client: WireClient, subject: str) -> Reply:
         return mail
     assert client.cmd("RCPT TO:<bob@example.net>").code == 250
     assert client.cmd("DATA").code == 354
-    client.send(f"Subject: {subject}\r\n\r\nbody\r\n.\r\n".encode())
+    # A Message-ID of its own: the same bytes again would be a resend, delivered once per recipient.
+    client.send(f"Message-ID: <{uuid.uuid4().hex}@example.com>\r\nSubject: {subject}\r\n\r\nbody\r\n.\r\n".encode())
     return client.reply()
 
 
 def subjects(sandbox: SandboxView) -> list[str]:
-    return [e["payload"]["subject"] for e in sandbox.emails()]
+    return [str(subject_of(e)) for e in sandbox.emails()]
 
 
 def abuse_env(lists: Path, **extra: str) -> dict[str, str]:
