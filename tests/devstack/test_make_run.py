@@ -7,6 +7,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -154,3 +155,24 @@ def test_a_taken_port_stops_make_run_with_the_port_named(make_run: list[MakeRun]
     assert f"smtp-edge HTTP (health, metrics) cannot listen on 127.0.0.1:{ports.edge_http}" in run.output
     assert "make run: smtp-edge exited with 1" in run.output
     assert "Traceback" not in run.output
+
+
+def test_smtp_listens_only_once_the_stack_behind_it_is_ready(make_run: list[MakeRun], tmp_path: Path) -> None:
+    """What a new user (and the fresh-clone smoke check) does: connect the moment 587 answers, and log in at once.
+    An edge listening before its forwarder is ready would answer that login 454."""
+    ports = StackPorts.ephemeral()
+    run = MakeRun(port_settings(ports), tmp_path)
+    make_run.append(run)
+    deadline = time.monotonic() + 60
+    while True:
+        assert run.process.poll() is None, run.output
+        try:
+            client = smtplib.SMTP("127.0.0.1", ports.smtp_starttls, timeout=30)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "SMTP never listened"
+            time.sleep(0.02)
+    with client:
+        client.starttls(context=ssl.create_default_context(cafile=str(tmp_path / ".dev/certs/ca.pem")))
+        assert client.login("demo@example.com", "demo-password")[0] == 235
+    assert run.interrupt() == 0

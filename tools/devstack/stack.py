@@ -272,11 +272,16 @@ class Stack:
 
     def start(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        *backends, edge = self.services
         try:
-            for service in self.services:
+            # The backends start side by side; the edge only once they are ready, so that SMTP listening means the
+            # whole stack is: a client that connects at once must not hear a 454 from a forwarder still starting.
+            for service in backends:
                 service.start()
-            for service in self.services:
+            for service in backends:
                 service.wait_ready(deadline)
+            edge.start()
+            edge.wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
