@@ -10,6 +10,8 @@ SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 5e6, 1e7, 2.5e7)
 # Fast commands in milliseconds; DATA and AUTH wait on the forwarder and the API (the alert's line is 2 s).
 PROCESSING_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 CONNECTION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+# The commands whose series exist from the start (others appear when first used).
+COMMANDS = ("EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")
 
 
 class EdgeMetrics:
@@ -84,6 +86,13 @@ class EdgeMetrics:
             "Times the shared (Redis) counters could not be reached and this pod counted on its own",
             registry=registry,
         )
+
+        for result in ("success", "failure"):  # both series exist from the start: the error rate is a number
+            self.emails_forwarded.labels(result)
+        for status in ("accepted", "refused", "tls_failed"):
+            self.connections.labels(status)
+        for command in COMMANDS:
+            self.processing_duration.labels(command)
 
     def forwarded(self, accepted: bool) -> None:
         self.emails_forwarded.labels("success" if accepted else "failure").inc()
