@@ -134,7 +134,9 @@ def test_the_designs_queries_answer_through_prometheus(
     wait_for(scraping, 'sum(smtp_connections_total{status="accepted"})', lambda n: n >= 2)
     # The saturation alert's expression: in use over the limit (MAX_INFLIGHT_API_CALLS, 200 by default).
     assert values(scraping, "max(forwarder_inflight_api_calls_limit)") == [200.0]
-    usage = values(scraping, "max(avg_over_time(forwarder_inflight_api_calls[1m]) / forwarder_inflight_api_calls_limit)")
+    usage = values(
+        scraping, "max(avg_over_time(forwarder_inflight_api_calls[1m]) / forwarder_inflight_api_calls_limit)"
+    )
     assert len(usage) == 1 and 0 <= usage[0] < 1
     assert values(scraping, "max(smtp_circuit_breaker_state)") == [0.0]
     assert values(scraping, "max(smtp_api_key_cache_size)")[0] >= 1

@@ -80,32 +80,35 @@ def _method_name(method: str | bytes) -> str:
     return method.decode() if isinstance(method, bytes) else method
 
 
-class _ClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+async def _traced_call(continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any) -> Any:
     """A client span per call, its context in the call's metadata."""
+    name = _method_name(details.method)
+    with span(f"grpc {name}", {"rpc.system": "grpc", "rpc.method": name}, kind=SpanKind.CLIENT) as current:
+        call = await continuation(_with_trace_context(details), request)
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:
+            current.set_attribute("rpc.grpc.status_code", error.code().value[0])
+            current.set_status(Status(StatusCode.ERROR, error.code().name))
+        return call
 
-    async def _traced(self, continuation: Callable[..., Any], details: grpc.aio.ClientCallDetails, request: Any) -> Any:
-        name = _method_name(details.method)
-        with span(f"grpc {name}", {"rpc.system": "grpc", "rpc.method": name}, kind=SpanKind.CLIENT) as current:
-            call = await continuation(_with_trace_context(details), request)
-            try:
-                await call
-            except grpc.aio.AioRpcError as error:
-                current.set_attribute("rpc.grpc.status_code", error.code().value[0])
-                current.set_status(Status(StatusCode.ERROR, error.code().name))
-            return call
 
+# One class per kind of call: grpc.aio files an interceptor under the first kind it implements only.
+class _UnaryUnaryClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        return await self._traced(continuation, client_call_details, request)
+        return await _traced_call(continuation, client_call_details, request)
 
+
+class _StreamUnaryClientInterceptor(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(
         self,
         continuation: Callable[..., Any],
         client_call_details: grpc.aio.ClientCallDetails,
         request_iterator: Any,
     ) -> Any:
-        return await self._traced(continuation, client_call_details, request_iterator)
+        return await _traced_call(continuation, client_call_details, request_iterator)
 
 
 class _ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -141,7 +144,7 @@ class _ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def client_interceptors(tracing: Tracing) -> list[grpc.aio.ClientInterceptor]:
-    return [_ClientInterceptor()] if tracing.enabled else []
+    return [_UnaryUnaryClientInterceptor(), _StreamUnaryClientInterceptor()] if tracing.enabled else []
 
 
 def server_interceptors(tracing: Tracing) -> list[grpc.aio.ServerInterceptor]:
