@@ -192,7 +192,7 @@ def test_the_breaker_opens_fails_fast_and_recovers(breaker_stack: Stack, client_
     for _ in range(2):  # each message makes up to 3 attempts: the breaker opens after 4 failures
         reply, _ = send_one(reliability_stack, client_tls, api)
         assert reply.startswith("451 4.3.0")
-    assert forwarder_metric(reliability_stack, "forwarder_api_circuit_state") == 2
+    assert forwarder_metric(reliability_stack, "smtp_circuit_breaker_state") == 2
     calls = api.stats()["email_calls"]
     started = time.monotonic()
     reply, _ = send_one(reliability_stack, client_tls, api)
@@ -202,7 +202,7 @@ def test_the_breaker_opens_fails_fast_and_recovers(breaker_stack: Stack, client_
 
     api.faults({})
     deadline = time.monotonic() + 10
-    while forwarder_metric(reliability_stack, "forwarder_api_circuit_state") != 0:
+    while forwarder_metric(reliability_stack, "smtp_circuit_breaker_state") != 0:
         assert time.monotonic() < deadline, "the breaker never closed again"
         reply, count = send_one(reliability_stack, client_tls, api)
         if not reply.startswith("250"):

@@ -1,7 +1,7 @@
 """The metric names the alerts and dashboards may use: the design's, plus the few the design lacks.
 
-The services expose other names today; another step adds the design's names with exactly these labels
-(docs/operations.md, "Metrics"). Anything outside this list in a rule or a panel is a typo or an undeclared contract.
+The services expose them with exactly these labels (docs/operations.md, "Metrics"; tests/ops/test_live_metrics.py
+checks it on a real Prometheus). Anything outside this list in a rule or a panel is a typo or an undeclared contract.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DESIGN_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smtp_circuit_breaker_state": ("gauge", ()),
 }
 # Not in the design: the forwarder's bulkhead (MAX_INFLIGHT_API_CALLS) in use and its size, for the saturation
-# alert. forwarder_inflight_api_calls exists today; forwarder_inflight_api_calls_limit is still to be added.
+# alert.
 EXTRA_METRICS = {"forwarder_inflight_api_calls": "gauge", "forwarder_inflight_api_calls_limit": "gauge"}
 # kube-state-metrics.
 CLUSTER_METRICS = {"kube_pod_container_status_restarts_total"}

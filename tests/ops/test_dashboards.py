@@ -41,12 +41,15 @@ def grafana_expand(expr: str) -> str:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, scrape: dict[str, str] | None = None) -> None:
+        """`scrape`: job name -> host:port of a /metrics to scrape every second."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
         rules = [str(ROOT / "helm" / chart / "files/prometheus-rules.yaml") for chart in CHARTS]
-        config.write_text(json.dumps({"global": {"evaluation_interval": "1s"}, "rule_files": rules}))
+        jobs = [{"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in (scrape or {}).items()]
+        settings = {"evaluation_interval": "1s", "scrape_interval": "1s", "scrape_timeout": "1s"}
+        config.write_text(json.dumps({"global": settings, "rule_files": rules, "scrape_configs": jobs}))
         self.log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
             [

@@ -21,6 +21,7 @@ from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.pipeline import ApiPipeline
 from forwarder.resilience.retry import RetryPolicy
 from forwarder.submission.service import SubmissionService, SubmissionSettings
+from gateway_common import tracing
 from gateway_common.lifecycle import serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 
@@ -33,6 +34,8 @@ class ForwarderApp:
     def __init__(self, settings: ForwarderSettings, metrics: ForwarderMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or ForwarderMetrics()
+        self.metrics.inflight_api_calls_limit.set(settings.max_inflight_api_calls)
+        self.tracing = tracing.configure("forwarder", settings.otel_exporter_otlp_endpoint)
         pipeline = ApiPipeline(
             bulkhead=Bulkhead(
                 settings.max_inflight_api_calls, self.metrics, queue_wait_seconds=settings.saturation_wait_seconds
@@ -74,10 +77,12 @@ class ForwarderApp:
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_receive_message_bytes),
                 ("grpc.so_reuseport", 0),
-                # Edges hold one long-lived HTTP/2 connection; ageing it out spreads load onto new pods.
-                ("grpc.max_connection_age_ms", 300_000),
-                ("grpc.max_connection_age_grace_ms", 60_000),
-            ]
+                # Edges hold long-lived HTTP/2 connections; ageing them out makes the edges re-resolve the
+                # forwarders' DNS name and spread load onto pods the autoscaler added.
+                ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", round(settings.grpc_max_connection_age_grace_seconds * 1000)),
+            ],
+            interceptors=tracing.server_interceptors(self.tracing),
         )
         pb_grpc.add_ForwarderServiceServicer_to_server(
             ForwarderServicer(self.service, self.metrics, size_limit=settings.message_size_limit),
@@ -122,6 +127,7 @@ class ForwarderApp:
         await self.ops.stop()
         await self.api.aclose()
         await self.record.aclose()
+        self.tracing.shutdown()
         log.info("forwarder stopped")
 
 

@@ -56,6 +56,12 @@ class ForwarderSettings(BaseSettings):
     # The largest gRPC message accepted: frames are at most 1 MiB of content plus metadata.
     grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    # gRPC clients re-resolve DNS only when a connection closes: ageing connections out lets edges find the pods the
+    # autoscaler added. The grace lets calls in flight on an aged connection finish.
+    grpc_max_connection_age_seconds: float = Field(default=300.0, gt=0)
+    grpc_max_connection_age_grace_seconds: float = Field(default=60.0, gt=0)
+    # OpenTelemetry traces to this OTLP/HTTP collector (e.g. http://otel-collector:4318); empty: tracing off.
+    otel_exporter_otlp_endpoint: str = ""
 
     # The delivery record (forwarder.delivery): which recipients of a client's message were already handed to the
     # API, so a resend is sent once. In Redis when REDIS_URL is set (shared by every replica; the URL may carry a

@@ -1,4 +1,5 @@
-"""The forwarder's Prometheus metrics. Labels carry outcomes and routes, never addresses or secrets."""
+"""The forwarder's Prometheus metrics: the design's API-side names (docs/operations.md, "Metrics") and a few more.
+Labels carry outcomes, endpoints and status codes, never addresses, user names or secrets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ class ForwarderMetrics:
         self.token_cache_misses = Counter(
             "forwarder_token_cache_misses_total", "Credential lookups that needed the API", registry=registry
         )
-        self.token_cache_size = Gauge("forwarder_token_cache_entries", "Tokens currently cached", registry=registry)
+        self.token_cache_size = Gauge(
+            "smtp_api_key_cache_size", "Credentials (API tokens) in this process's cache", registry=registry
+        )
         self.api_requests = Counter(
             "forwarder_api_requests_total",
             "Cakemail API calls by route and outcome",
@@ -21,9 +24,9 @@ class ForwarderMetrics:
             registry=registry,
         )
         self.api_latency = Histogram(
-            "forwarder_api_request_seconds",
-            "Cakemail API call latency",
-            ["route"],
+            "smtp_api_latency_seconds",
+            "Cakemail API call latency, by endpoint (route name) and HTTP status (none: no answer)",
+            ["endpoint", "status_code"],
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=registry,
         )
@@ -40,7 +43,13 @@ class ForwarderMetrics:
             "forwarder_api_retries_total", "API calls repeated after a retryable failure", ["route"], registry=registry
         )
         self.circuit_state = Gauge(
-            "forwarder_api_circuit_state", "API circuit breaker: 0 closed, 1 half-open, 2 open", registry=registry
+            "smtp_circuit_breaker_state", "API circuit breaker: 0 closed, 1 half-open, 2 open", registry=registry
+        )
+        self.api_errors = Counter(
+            "smtp_api_errors",
+            "Failed Cakemail API calls, by error type and HTTP status (none: no answer)",
+            ["error_type", "status_code"],
+            registry=registry,
         )
         self.recipients = Counter(
             "forwarder_recipients_total",
@@ -57,4 +66,9 @@ class ForwarderMetrics:
         )
         self.inflight_api_calls = Gauge(
             "forwarder_inflight_api_calls", "Cakemail API calls in flight", registry=registry
+        )
+        self.inflight_api_calls_limit = Gauge(
+            "forwarder_inflight_api_calls_limit",
+            "MAX_INFLIGHT_API_CALLS: API calls allowed in flight",
+            registry=registry,
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import structlog
 
+from gateway_common import tracing
 from gateway_common.lifecycle import EXIT_CANNOT_START, serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 from smtp_edge.config import EdgeSettings
@@ -29,11 +30,13 @@ class EdgeApp:
     def __init__(self, settings: EdgeSettings, metrics: EdgeMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or EdgeMetrics()
+        self.tracing = tracing.configure("smtp-edge", settings.otel_exporter_otlp_endpoint)
         self.forwarder = ForwarderClient(
             settings.forwarder_address,
             submit_timeout=settings.forwarder_timeout_seconds,
             auth_timeout=settings.auth_timeout_seconds,
             lb_policy=settings.forwarder_lb_policy,
+            interceptors=tracing.client_interceptors(self.tracing),
         )
         self.counters = self._counters(settings)
         self.access = AccessListFiles(
@@ -147,6 +150,7 @@ class EdgeApp:
         await self.forwarder.close()
         if isinstance(self.counters, FailoverCounters):
             await self.counters.close()
+        self.tracing.shutdown()
         log.info("smtp-edge stopped")
 
 

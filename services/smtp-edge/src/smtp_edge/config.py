@@ -34,6 +34,8 @@ class EdgeSettings(BaseSettings):
     forwarder_lb_policy: Literal["round_robin", "pick_first"] = "round_robin"
     # Under typical client timeouts (smtplib, Nodemailer and .NET wait minutes for the DATA reply).
     forwarder_timeout_seconds: float = Field(default=45.0, gt=0)
+    # OpenTelemetry traces to this OTLP/HTTP collector (e.g. http://otel-collector:4318); empty: tracing off.
+    otel_exporter_otlp_endpoint: str = ""
     auth_timeout_seconds: float = Field(default=15.0, gt=0)
 
     message_size_limit: int = Field(default=26_214_400, gt=0)

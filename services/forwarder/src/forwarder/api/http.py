@@ -3,13 +3,19 @@ and the one distinction every flavor needs from a transport failure: did the req
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiUnavailable
+from gateway_common import tracing
 from gateway_common.correlation import HTTP_HEADER as REQUEST_ID_HEADER
+
+# The HTTP status of the last answer in this task, for resilience/'s metrics (None: no answer). A context variable,
+# so that each flavor's client needs no change to report it.
+LAST_STATUS: ContextVar[int | None] = ContextVar("last_api_status", default=None)
 
 # The request never reached the API: always safe to repeat.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError)
@@ -54,11 +60,15 @@ class HttpTransport:
         """Raises ApiUnavailable for a transport failure; `retry_lost_answers` says whether the call is idempotent,
         so that a request whose answer was lost may be repeated (otherwise it is reported as ambiguous)."""
         all_headers = {REQUEST_ID_HEADER: ctx.request_id, **(headers or {})}
+        tracing.inject(all_headers)  # traceparent, when tracing is on
         timeout = self.timeout_for(ctx)
         if timeout is not None:
             kwargs["timeout"] = timeout
+        LAST_STATUS.set(None)
         try:
-            return await self.http.request(method, path, headers=all_headers, **kwargs)
+            response = await self.http.request(method, path, headers=all_headers, **kwargs)
+            LAST_STATUS.set(response.status_code)
+            return response
         except _NOT_SENT as exc:
             raise ApiUnavailable(f"{path}: {type(exc).__name__}", retryable=True) from exc
         except httpx.TransportError as exc:

@@ -13,11 +13,21 @@ from typing import TypeVar
 import structlog
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiError, ApiUnavailable
+from forwarder.api.errors import (
+    ApiCredentialsRejected,
+    ApiError,
+    ApiIntegrationError,
+    ApiMfaRequired,
+    ApiRateLimited,
+    ApiRejected,
+    ApiUnavailable,
+)
+from forwarder.api.http import LAST_STATUS
 from forwarder.metrics import ForwarderMetrics
 from forwarder.resilience.breaker import CircuitBreaker
 from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.retry import RetryPolicy, call_with_retries
+from gateway_common import tracing
 
 T = TypeVar("T")
 ApiAttempt = Callable[[CallContext], Awaitable[T]]
@@ -37,6 +47,23 @@ def _outcome(exc: BaseException | None) -> str:
     return "error"
 
 
+# smtp_api_errors_total's error_type, most specific class first; anything else is "error".
+_ERROR_TYPES: tuple[tuple[type[ApiError], str], ...] = (
+    (ApiMfaRequired, "mfa_required"),
+    (ApiCredentialsRejected, "credentials_rejected"),
+    (ApiRateLimited, "rate_limited"),
+    (ApiRejected, "rejected"),
+    (ApiIntegrationError, "integration"),
+    (ApiUnavailable, "unavailable"),
+)
+
+
+def error_type(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return next((name for kind, name in _ERROR_TYPES if isinstance(exc, kind)), "error")
+
+
 @dataclass(frozen=True, slots=True)
 class ApiPipeline:
     bulkhead: Bulkhead
@@ -53,16 +80,26 @@ class ApiPipeline:
         error: BaseException | None = None
         async with self.bulkhead.slot():
             self.breaker.before_call()
+            LAST_STATUS.set(None)
             try:
-                return await call(ctx)
+                with tracing.span(f"cakemail api {route}", {"cakemail.endpoint": route}) as span:
+                    try:
+                        return await call(ctx)
+                    finally:
+                        if (answered := LAST_STATUS.get()) is not None:
+                            span.set_attribute("http.response.status_code", answered)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
                 # The API answering 4xx is the API being up; only no usable answer counts against it.
                 self.breaker.record(not isinstance(error, ApiUnavailable | asyncio.CancelledError))
-                self.metrics.api_latency.labels(route).observe(time.perf_counter() - started)
+                status = LAST_STATUS.get()
+                status_code = "none" if status is None else str(status)
+                self.metrics.api_latency.labels(route, status_code).observe(time.perf_counter() - started)
                 self.metrics.api_requests.labels(route, _outcome(error)).inc()
+                if error is not None:
+                    self.metrics.api_errors.labels(error_type(error), status_code).inc()
 
     async def run(self, route: str, call: ApiAttempt[T], ctx: CallContext) -> T:
         def on_retry(attempt: int, error: BaseException, delay: float) -> None:

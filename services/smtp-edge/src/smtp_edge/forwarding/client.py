@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -43,7 +43,13 @@ def load_balancing_options(policy: str) -> list[tuple[str, str | int]]:
 
 class ForwarderClient:
     def __init__(
-        self, address: str, *, submit_timeout: float, auth_timeout: float, lb_policy: str = "round_robin"
+        self,
+        address: str,
+        *,
+        submit_timeout: float,
+        auth_timeout: float,
+        lb_policy: str = "round_robin",
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self._channel = grpc.aio.insecure_channel(
             address,
@@ -54,6 +60,7 @@ class ForwarderClient:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.enable_retries", 0),
             ],
+            interceptors=list(interceptors) or None,
         )
         self._stub = pb_grpc.ForwarderServiceStub(self._channel)
         self._submit_timeout = submit_timeout

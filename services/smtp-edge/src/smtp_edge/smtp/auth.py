@@ -98,6 +98,8 @@ class SaslAuthenticator:
         self._metrics.auth_attempts.labels(mechanism, answer.outcome).inc()
         if not answer.accepted:
             log.info("auth refused", mechanism=mechanism, outcome=answer.outcome)
+            if answer.outcome == "unauthenticated":
+                self._metrics.auth_failures.inc()
             if answer.outcome == "unauthenticated" and await self._throttle.record_failure(server.client_ip):
                 log.warning("auth failures over the limit; client in cool-down")
                 self._metrics.policy_refusals.labels("auth_throttle").inc()
@@ -111,6 +113,8 @@ class SaslAuthenticator:
         # Session.login_data and logs a warning on every AUTH (aiosmtpd #347); Session.authenticated is the
         # supported field.
         session.authenticated = True
+        # The user name is searched in logs, never a metric label (unbounded); the password goes nowhere.
+        structlog.contextvars.bind_contextvars(authenticated_user=username)
         log.info("auth accepted", mechanism=mechanism)
         await server.push(answer.reply)
         return _HANDLED

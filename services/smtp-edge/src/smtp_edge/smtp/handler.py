@@ -127,7 +127,7 @@ class GatewayHandler:
         # The envelope is dropped after DATA anyway; until then, only `raw` may hold the message bytes.
         envelope.content = envelope.original_content = None
         size = len(raw)
-        self._metrics.message_bytes.observe(size)
+        self._metrics.email_size.observe(size)
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
             return "530 5.7.0 Authentication required"
         smtp_envelope = SmtpEnvelope(
@@ -168,6 +168,7 @@ class GatewayHandler:
             forwarding.add_done_callback(self._account_abandoned)
             raise
         self._metrics.forward_latency.observe(time.perf_counter() - started)
+        self._metrics.forwarded(answer.accepted)
         log.info(
             "message forwarded",
             reply=answer.reply,
@@ -178,7 +179,9 @@ class GatewayHandler:
         return answer.reply
 
     def _account_abandoned(self, forwarding: asyncio.Future[Answer]) -> None:
-        outcome = "error" if forwarding.cancelled() or forwarding.exception() else forwarding.result().outcome
+        failed = forwarding.cancelled() or forwarding.exception() is not None
+        outcome = "error" if failed else forwarding.result().outcome
+        self._metrics.forwarded(not failed and forwarding.result().accepted)
         self._metrics.client_gone_during_forward.labels(outcome).inc()
         log.warning("forwarding finished after the client disconnected", outcome=outcome)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, AnyStr
@@ -12,6 +13,7 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import SMTP, syntax
 
+from gateway_common import tracing
 from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
@@ -51,11 +53,26 @@ class GatewaySMTP(SMTP):
         self._tls_before_greeting = tls_before_greeting
         self._bare_newline = bare_newline
         super().__init__(handler, **kwargs)
-        # While the edge drains, every command but QUIT is answered with a goodbye (QUIT keeps its 221).
+        # While the edge drains, every command but QUIT is answered with a goodbye (QUIT keeps its 221). Every
+        # command's processing time is measured; DATA's from the end of the data (smtp_DATA), not the upload.
         self._smtp_methods = {
-            name: method if name == "QUIT" else self._refused_while_draining(method)
+            name: self._timed(name, method if name == "QUIT" else self._refused_while_draining(method))
             for name, method in self._smtp_methods.items()
         }
+
+    def _timed(self, command: str, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+        if command == "DATA":
+            return method
+        observe = self._metrics.processing_duration.labels(command).observe
+
+        async def timed(arg: str) -> None:
+            started = time.perf_counter()
+            try:
+                await method(arg)
+            finally:
+                observe(time.perf_counter() - started)
+
+        return timed
 
     def _refused_while_draining(self, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
         async def guarded(arg: str) -> None:
@@ -89,13 +106,16 @@ class GatewaySMTP(SMTP):
     async def _handle_client(self) -> None:
         structlog.contextvars.bind_contextvars(session_id=self._connection_id, listener=self._listener)
         self._metrics.sessions.labels(self._listener).inc()
-        self._metrics.active_sessions.inc()
+        self._metrics.active_connections.inc()
         self._live.add(self)
+        opened = time.perf_counter()
         try:
-            await super()._handle_client()
+            with tracing.span("smtp session", {"smtp.listener": self._listener, "session_id": self._connection_id}):
+                await super()._handle_client()
         finally:
             self._live.discard(self)
-            self._metrics.active_sessions.dec()
+            self._metrics.active_connections.dec()
+            self._metrics.connection_duration.observe(time.perf_counter() - opened)
             if self._admitted_ip is not None:
                 self._admission.release(self._admitted_ip)
                 self._admitted_ip = None
@@ -121,6 +141,7 @@ class GatewaySMTP(SMTP):
             await waiter
         except Exception as error:  # not TLS, wrong version, no common cipher, gone
             log.info("tls handshake failed", error=str(error) or type(error).__name__)
+            self._metrics.connections.labels("tls_failed").inc()
             self._original_transport.close()
             return False
         return True
@@ -143,9 +164,11 @@ class GatewaySMTP(SMTP):
         if refusal is not None:
             log.info("connection refused", reply=refusal.reply, policy=refusal.policy)
             self._metrics.policy_refusals.labels(refusal.policy).inc()
+            self._metrics.connections.labels("refused").inc()
             await self.say_goodbye(refusal.reply)
             return
         self._admitted_ip = ip
+        self._metrics.connections.labels("accepted").inc()
         log.info("session opened")
         await super().push(greeting)
 
@@ -237,16 +260,20 @@ class GatewaySMTP(SMTP):
             outcome = await read_data(
                 self._reader, self.data_size_limit, on_progress=self._reset_timeout, bare_newline=self._bare_newline
             )
+            received = time.perf_counter()
+            self._metrics.emails_received.inc()
             if outcome.problem is not None:
                 status = outcome.problem.value
             else:
                 self.envelope.content = self.envelope.original_content = outcome.content
                 del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
-                with self.servers_turn():
+                with self.servers_turn(), tracing.span("smtp DATA", {"session_id": self._connection_id}) as span:
                     status = await self._call_handler_hook("DATA")
+                    span.set_attribute("smtp.reply_code", status[:3])
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             self._metrics.messages.labels(status[:3]).inc()
             await self.push(status)
+            self._metrics.processing_duration.labels("DATA").observe(time.perf_counter() - received)
         finally:
             self.in_transaction = False
             self._live.transaction_ended()
