@@ -18,6 +18,7 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -133,7 +134,7 @@ def open_client(stack: Stack, tls: ssl.SSLContext, mode: Mode) -> WireClient:
     return client
 
 
-def converse(client: WireClient, payload: list[bytes]) -> bytes:
+def converse(client: WireClient, payload: list[bytes], *, tolerate_known: bool = True) -> bytes:
     """Sends each step as one write, then the tail; returns everything the edge sent until it closed. A session
     still open at the deadline is a hang."""
     sock = client.sock
@@ -153,8 +154,12 @@ def converse(client: WireClient, payload: list[bytes]) -> bytes:
             nudged = True
             with contextlib.suppress(OSError):
                 sock.sendall(b"QUIT\r\n")
+            deadline = min(deadline, time.monotonic() + 3)  # a failed handshake closes in milliseconds
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            tls = isinstance(sock, ssl.SSLSocket)
+            if tolerate_known and known_stuck_after_starttls(bytes(received), nudged=nudged, tls=tls):
+                return bytes(received)
             raise AssertionError(f"hang: the session was still open after {SESSION_DEADLINE}s; got {bytes(received)!r}")
         sock.settimeout(remaining)
         try:
@@ -200,6 +205,14 @@ _LONG_SASL_RESPONSE = re.compile(
 )
 
 
+def known_stuck_after_starttls(received: bytes, *, nudged: bool, tls: bool) -> bool:
+    """The known defect of test_starttls_after_an_overlong_line_fails_a_bad_handshake: after a "Command line too
+    long", a STARTTLS with more bytes pipelined behind it leaves the connection open instead of failing the
+    handshake (until COMMAND_TIMEOUT_SECONDS)."""
+    before, ready, _ = received.partition(READY_FOR_TLS)
+    return nudged and not tls and bool(ready) and b"500 5.5.2 Command line too long" in before
+
+
 def known_defect(problem: str) -> bool:
     return any(known.match(problem) for known in (_HELLO_SYNTAX, _HELP_UNKNOWN_TOPIC, _LONG_SASL_RESPONSE))
 
@@ -211,18 +224,20 @@ def known_malformed(output: bytes) -> bytes:
     return b"".join(line + b"\r\n" for line in kept) + lines[-1]
 
 
-def check_session(stack: Stack, output: bytes, *, authenticated: bool) -> None:
+def check_session(
+    stack: Stack, output: bytes, *, authenticated: bool, alive: Callable[[Stack], None] | None = None
+) -> None:
     replies, malformed = parse(known_malformed(output))
     assert malformed == [], malformed
     problems = [p for p in broken_promises(replies, ALLOWED) if not known_defect(p)]
     assert problems == [], problems
     if not authenticated:
         assert accepted_without_auth(replies) == []
-    assert_alive(stack)
+    (alive or assert_alive)(stack)
 
 
 FUZZ = settings(
-    max_examples=fuzz_examples(500),
+    max_examples=fuzz_examples(400),
     deadline=None,
     report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
@@ -310,6 +325,14 @@ def test_an_overlong_auth_response_gets_a_documented_reply(fuzz_stack: Stack, cl
         reply = client.cmd("QUFB" * 300)
     assert "ValueError" not in reply.last
     assert broken_promises([Reply(reply.code, reply.lines)], ALLOWED) == []
+
+
+# Not strict: whether the edge gets stuck depends on how the pipelined bytes arrive (seen in about 2 runs of 3).
+@pytest.mark.xfail(reason="edge defect: after an over-long line, STARTTLS + pipelined bytes can get stuck")
+def test_starttls_after_an_overlong_line_fails_a_bad_handshake(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    """A handshake that cannot succeed (the client sends plain text after 220) must end the connection at once."""
+    with open_client(fuzz_stack, client_tls, PLAIN) as client:
+        converse(client, [b"A" * 1100 + b"\r\n", b"STARTTLS\r\n" + b"A" * 1100 + b"\r\n"], tolerate_known=False)
 
 
 @pytest.mark.xfail(strict=True, reason="edge defect: an unknown command's bare CR is echoed into the 500 reply")
