@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import re
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -341,3 +343,17 @@ def test_a_bare_cr_in_an_unknown_command_is_not_echoed(fuzz_stack: Stack, client
         output = converse(client, [b"EHLO\rEHLO\r\n"])
     _, malformed = parse(output)
     assert malformed == [], malformed
+
+
+def test_fuzzed_sessions_left_only_json_log_lines(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    """Log injection: whatever a client sends (CR, LF, NUL, escapes, invalid UTF-8) every log line stays one JSON
+    object. Runs after the fuzz tests above, on the same stack and log files; a hostile line is sent here too."""
+    with open_client(fuzz_stack, client_tls, IMPLICIT) as client:
+        converse(client, [b'X\x1b[31m"}\n{"level": "critical", "message": "forged"}\r\n', b"\xff\xfe\x00\r\n"])
+    for service in fuzz_stack.services:
+        assert service.log_path is not None
+        lines = Path(service.log_path).read_bytes().splitlines()
+        assert lines, service.name
+        for line in lines:
+            entry = json.loads(line)  # raises on a line that is not JSON (a forged or broken line)
+            assert isinstance(entry, dict) and entry.get("message") != "forged", line[:200]
