@@ -18,6 +18,7 @@ from tests.security import testssl
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.timeout(300),  # a scan takes ~25 s; leave room on a loaded machine (finish_scan stops at 120 s)
     pytest.mark.skipif(testssl.TESTSSL is None, reason="testssl.sh missing (make test installs it)"),
 ]
 
