@@ -22,6 +22,12 @@ def fuzz_examples(default: int) -> int:
     return int(raw) if raw else default
 
 
+def fuzz_derandomized() -> bool:
+    """make test runs the same examples every time (deterministic, so a new finding fails for everyone at once);
+    make fuzz (FUZZ_EXAMPLES set) explores at random."""
+    return not os.environ.get("FUZZ_EXAMPLES", "").strip()
+
+
 # Failed AUTHs are most of what a fuzzer sends: the throttle (tested in tests/e2e/test_limits_and_lifecycle.py)
 # would put 127.0.0.1 in cooldown after five and turn every later example into a 421.
 FUZZ_EDGE = {"AUTH_FAILURE_LIMIT": "1000000", "COMMAND_TIMEOUT_SECONDS": "20"}

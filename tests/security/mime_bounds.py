@@ -48,6 +48,10 @@ def check(raw: bytes) -> ParsedMessage | None:
         if known_surrogateescape_defect(error):
             return None
         raise
+    except ValueError as error:
+        if known_nul_charset_defect(error):
+            return None
+        raise
     size = output_size(parsed)
     assert size <= EXPANSION * len(raw) + SLACK, f"output {size} for {len(raw)} input bytes"
     return parsed
@@ -64,3 +68,12 @@ def known_surrogateescape_defect(error: UnicodeEncodeError) -> bool:
     return (
         error.encoding == "ascii" and bool(frames) and 'encode("ascii", "surrogateescape")' in (frames[-1].line or "")
     )
+
+
+def known_nul_charset_defect(error: ValueError) -> bool:
+    """Known escape two, pinned by test_mime_fuzz.py's strict xfail: a charset parameter holding a NUL byte on an
+    8-bit body makes the stdlib's Message.get_payload raise ValueError("embedded null character") from
+    parser.py _payload_bytes (the edge answers 451 4.3.0 to a message that will never parse)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    ours = any("smtp_edge" in frame.filename and "mime" in frame.filename for frame in frames)
+    return ours and str(error) == "embedded null character"

@@ -17,20 +17,27 @@ from hypothesis import strategies as st
 
 from smtp_edge.mime.parser import parse_message
 from tests.security import mime_bounds
-from tests.security.conftest import fuzz_examples
+from tests.security.conftest import fuzz_derandomized, fuzz_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = mime_bounds.corpus()
-ATHERIS_SECONDS = int(os.environ.get("FUZZ_SECONDS", "") or 12)
+# make test: a fixed seed and a fixed number of runs, so the suite is deterministic (a new finding fails it for
+# everyone, not at random); make fuzz: FUZZ_SECONDS of random exploration.
+ATHERIS_BUDGET = (
+    [f"-max_total_time={os.environ['FUZZ_SECONDS']}"]
+    if os.environ.get("FUZZ_SECONDS")
+    else ["-runs=2500", "-seed=20261201"]
+)
 
 
+@pytest.mark.timeout(0)  # bounded by the subprocess timeout
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel for this platform")
 def test_atheris_finds_nothing_in_a_bounded_run(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "tests.security.mime_atheris", f"-max_total_time={ATHERIS_SECONDS}"],
+        [sys.executable, "-m", "tests.security.mime_atheris", *ATHERIS_BUDGET],
         cwd=ROOT,
         capture_output=True,
-        timeout=ATHERIS_SECONDS + 60,
+        timeout=int(os.environ.get("FUZZ_SECONDS") or 60) + 120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     output = run.stderr.decode(errors="replace")
@@ -68,6 +75,7 @@ def mutated_messages(draw: st.DrawFn) -> bytes:
 @settings(
     max_examples=fuzz_examples(300),
     deadline=None,
+    derandomize=fuzz_derandomized(),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(raw=mutated_messages())
@@ -103,3 +111,11 @@ def test_the_bounds_catch_an_amplifying_parser() -> None:
 )
 def test_8bit_bytes_where_ascii_is_expected(raw: bytes) -> None:
     parse_message(raw, message_id_domain="x.test")
+
+
+@pytest.mark.xfail(strict=True, reason="edge defect: a NUL in the charset parameter of an 8-bit body raises ValueError")
+def test_a_nul_in_the_charset_is_refused_or_ignored() -> None:
+    parse_message(
+        b"From: a@example.com\r\nContent-Type: text/plain; charset=ut\x00f-8\r\n\r\nh\xc3\xa9\r\n",
+        message_id_domain="x",
+    )

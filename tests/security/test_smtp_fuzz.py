@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from devstack.stack import Stack
 from tests.conftest import SandboxView
-from tests.security.conftest import fuzz_examples
+from tests.security.conftest import fuzz_derandomized, fuzz_examples
 from tests.security.smtp_replies import Reply, broken_promises, documented, parse
 from tests.smtp_wire import WireClient, b64
 
@@ -241,6 +241,7 @@ def check_session(
 FUZZ = settings(
     max_examples=fuzz_examples(400),
     deadline=None,
+    derandomize=fuzz_derandomized(),
     report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
