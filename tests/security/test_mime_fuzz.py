@@ -108,7 +108,8 @@ def test_the_bounds_catch_an_amplifying_parser() -> None:
         b"From: a@example.com\r\nContent-Type: multipart/mixed\r\n\r\n--X\r\nContent-ID: <\xef>\r\n\r\nhi\r\n--X--\r\n",
         b"From: a@example.com\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGk\xc3\xa9=\r\n",
         b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n"
-        b"--O\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/mixed\r\n\r\nh\xff\r\n--O--\r\n",
+        b"--O\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"Subject: inner\r\nContent-Type: multipart/mixed\r\n\r\nh\xff\r\n--O--\r\n",
     ],
 )
 def test_8bit_bytes_where_ascii_is_expected(raw: bytes) -> None:
