@@ -33,7 +33,7 @@ def fuzz_derandomized() -> bool:
 FUZZ_EDGE = {"AUTH_FAILURE_LIMIT": "1000000", "COMMAND_TIMEOUT_SECONDS": "20"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one module uses it: its processes end with it
 def fuzz_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(
         StackPorts.ephemeral(),
@@ -47,7 +47,7 @@ def fuzz_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPat
     assert all(code == 0 for code in codes.values()), f"unclean exit after fuzzing: {codes}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def proxy_fuzz_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(
         StackPorts.ephemeral(),
