@@ -7,12 +7,13 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
 	@echo "           (settings from the environment; CAKEMAIL_API_URL=... uses that API instead of the sandbox)"
 	@echo "make test   lint, type-check, buf lint and every test with coverage"
+	@echo "make fuzz   the longer fuzz runs (SMTP dialogue, MIME parser) that make test keeps short; FUZZ_EXAMPLES=n"
 
 run: $(VENV)/.installed
 	$(BIN)/python -m devstack
@@ -102,13 +103,32 @@ browsers:
 screenshots: $(VENV)/.installed browsers
 	INBOX_SCREENSHOT_DIR=docs/images $(BIN)/python -m pytest tests/browser -q -p no:cacheprovider
 
+# The TLS scanner of tests/security/test_tls_scan.py: Debian's testssl.sh.
+SCANNER_DEBS := testssl.sh
+scanners:
+	@if ! command -v testssl >/dev/null && ! command -v testssl.sh >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SCANNER_DEBS); \
+		else echo "the TLS scan needs Debian packages: sudo apt-get install $(SCANNER_DEBS)" >&2; exit 1; fi; \
+	fi
+
 tests/clients/node/node_modules/.installed: tests/clients/node/package.json tests/clients/node/package-lock.json
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
-pytest: $(VENV)/.installed clients servers browsers
+pytest: $(VENV)/.installed clients servers browsers scanners
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+
+# Longer fuzzing than make test's bounded runs (docs/security.md): the raw SMTP dialogue and PROXY headers against
+# running stacks (hypothesis, FUZZ_EXAMPLES examples per test), mutated MIME corpus messages (hypothesis), then the
+# MIME core under atheris for FUZZ_SECONDS. The same tests make test runs with small budgets; this is not part of it.
+FUZZ_EXAMPLES ?= 5000
+FUZZ_SECONDS ?= 600
+fuzz: $(VENV)/.installed
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider \
+		--timeout=0 tests/security/test_smtp_fuzz.py tests/security/test_proxy_fuzz.py \
+		tests/security/test_mime_fuzz.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

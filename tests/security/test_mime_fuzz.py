@@ -1,0 +1,124 @@
+"""The MIME core under hostile bytes: atheris (coverage-guided, seeded with tests/data/mime) for a bounded time, and
+hypothesis mutating corpus messages. parse_message may refuse (MessageRejected) but never raise anything else, never
+blow its output up beyond the input (mime_bounds.py), and never take seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smtp_edge.mime.parser import parse_message
+from tests.security import mime_bounds
+from tests.security.conftest import fuzz_derandomized, fuzz_examples
+
+ROOT = Path(__file__).resolve().parents[2]
+SEEDS = mime_bounds.corpus()
+# make test: a fixed seed and a fixed number of runs, so the suite is deterministic (a new finding fails it for
+# everyone, not at random); make fuzz: FUZZ_SECONDS of random exploration.
+ATHERIS_BUDGET = (
+    [f"-max_total_time={os.environ['FUZZ_SECONDS']}"]
+    if os.environ.get("FUZZ_SECONDS")
+    else ["-runs=2500", "-seed=20261201"]
+)
+
+
+@pytest.mark.timeout(0)  # bounded by the subprocess timeout
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris has no wheel for this platform")
+def test_atheris_finds_nothing_in_a_bounded_run(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.security.mime_atheris", *ATHERIS_BUDGET],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=int(os.environ.get("FUZZ_SECONDS") or 60) + 120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    output = run.stderr.decode(errors="replace")
+    assert run.returncode == 0, output[-4000:]
+    assert "stat::number_of_executed_units" in output  # it ran, rather than failing to start
+
+
+@st.composite
+def mutated_messages(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "duplicate", "splice"]))
+        if kind == "flip" and at < len(data):
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            snippet = draw(
+                st.sampled_from(
+                    [b"\r\n--", b"boundary=", b"Content-Type: multipart/mixed; boundary=X\r\n", b"=?utf-8?b?",
+                     b"Content-Transfer-Encoding: base64\r\n", b"\r\n\r\n", b"\x00", b"\xff\xfe", b"=\r\n", b"?="]
+                )
+            )  # fmt: skip
+            data[at:at] = snippet
+        elif kind == "delete":
+            del data[at : at + draw(st.integers(1, 64))]
+        elif kind == "duplicate":
+            chunk = bytes(data[at : at + draw(st.integers(1, 256))])
+            data[at:at] = chunk * draw(st.integers(1, 20))
+        else:
+            other = draw(st.sampled_from(SEEDS))
+            data[at:] = other[draw(st.integers(0, len(other))) :]
+    return bytes(data)
+
+
+@settings(
+    max_examples=fuzz_examples(300),
+    deadline=None,
+    derandomize=fuzz_derandomized(),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(raw=mutated_messages())
+def test_mutated_corpus_messages(raw: bytes) -> None:
+    started = time.process_time()
+    mime_bounds.check(raw)
+    # A hang detector, not a speed target (those live in bench/): a corpus-sized message parses in milliseconds.
+    assert time.process_time() - started < 5
+
+
+def test_the_bounds_catch_an_amplifying_parser() -> None:
+    """check() is not vacuous: an output larger than EXPANSION x input is refused."""
+    small = b"From: a@example.com\r\n\r\nhi\r\n"
+    parsed = parse_message(small, message_id_domain="x.test")
+    assert mime_bounds.output_size(parsed) <= mime_bounds.EXPANSION * len(small) + mime_bounds.SLACK
+    inflated = parsed.__class__(**{**{f: getattr(parsed, f) for f in parsed.__slots__}, "text_body": "x" * 10**5})
+    assert mime_bounds.output_size(inflated) > mime_bounds.EXPANSION * len(small) + mime_bounds.SLACK
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="edge defect: UnicodeEncodeError on 8-bit bytes (base64 part, boundary-less multipart, encoded word)",
+)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"From: a@example.com\r\nContent-Type: multipart/mixed\r\n\r\n"
+        b"--X\r\nContent-Type: text/plain\r\n\r\nh\xc3\xa9\r\n"
+        b"--X--\r\n",
+        b"From: a@example.com\r\nContent-Type: multipart/mixed\r\n\r\n--X\r\nContent-ID: <\xef>\r\n\r\nhi\r\n--X--\r\n",
+        b"From: a@example.com\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGk\xc3\xa9=\r\n",
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n"
+        b"--O\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"Subject: inner\r\nContent-Type: multipart/mixed\r\n\r\nh\xff\r\n--O--\r\n",
+    ],
+)
+def test_8bit_bytes_where_ascii_is_expected(raw: bytes) -> None:
+    parse_message(raw, message_id_domain="x.test")
+
+
+@pytest.mark.xfail(strict=True, reason="edge defect: a NUL in the charset parameter of an 8-bit body raises ValueError")
+def test_a_nul_in_the_charset_is_refused_or_ignored() -> None:
+    parse_message(
+        b"From: a@example.com\r\nContent-Type: text/plain; charset=ut\x00f-8\r\n\r\nh\xc3\xa9\r\n",
+        message_id_domain="x",
+    )
