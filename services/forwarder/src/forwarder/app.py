@@ -20,6 +20,7 @@ from forwarder.resilience.breaker import BreakerSettings, BreakerState, CircuitB
 from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.pipeline import ApiPipeline
 from forwarder.resilience.retry import RetryPolicy
+from forwarder.submission.assembly import RawLimits
 from forwarder.submission.service import SubmissionService, SubmissionSettings
 from gateway_common.lifecycle import serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
@@ -80,7 +81,16 @@ class ForwarderApp:
             ]
         )
         pb_grpc.add_ForwarderServiceServicer_to_server(
-            ForwarderServicer(self.service, self.metrics, size_limit=settings.message_size_limit),
+            ForwarderServicer(
+                self.service,
+                self.metrics,
+                size_limit=settings.message_size_limit,
+                raw_limits=RawLimits(
+                    size_limit=settings.message_size_limit,
+                    max_attachment_bytes=settings.max_attachment_bytes,
+                    message_id_domain=settings.message_id_domain,
+                ),
+            ),
             self.grpc_server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)

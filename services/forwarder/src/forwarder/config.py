@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -55,6 +56,10 @@ class ForwarderSettings(BaseSettings):
     message_size_limit: int = Field(default=26_214_400, gt=0)
     # The largest gRPC message accepted: frames are at most 1 MiB of content plus metadata.
     grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # SubmitRawMessage parses messages itself, with the SMTP edge's limits: keep these equal to the edge's
+    # MAX_ATTACHMENT_BYTES and SMTP_HOSTNAME (the domain of the Message-ID given to a message that had none).
+    max_attachment_bytes: int = Field(default=10_485_760, gt=0)
+    message_id_domain: str = Field(default_factory=socket.getfqdn)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
 
     # The delivery record (forwarder.delivery): which recipients of a client's message were already handed to the
