@@ -60,6 +60,11 @@ class ForwarderSettings(BaseSettings):
     # MAX_ATTACHMENT_BYTES and SMTP_HOSTNAME (the domain of the Message-ID given to a message that had none).
     max_attachment_bytes: int = Field(default=10_485_760, gt=0)
     message_id_domain: str = Field(default_factory=socket.getfqdn)
+    # TLS on the gRPC port when both files are set (PEM; re-read when they change); with GRPC_TLS_CLIENT_CA_FILE
+    # also set, mutual TLS: every client (edges, direct callers) must present a certificate that CA signed.
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_client_ca_file: str = ""
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
 
     # The delivery record (forwarder.delivery): which recipients of a client's message were already handed to the
