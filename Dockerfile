@@ -35,6 +35,7 @@ RUN groupadd --system --gid 10001 gateway \
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /build/gen /app/gen
 COPY services/common/src /app/services/common/src
+COPY services/mime-core/src /app/services/mime-core/src
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -45,7 +46,7 @@ FROM runtime AS service-smtp-edge
 COPY services/smtp-edge/src /app/services/smtp-edge/src
 # Unprivileged ports inside the container (no NET_BIND_SERVICE needed with every capability dropped);
 # the Kubernetes Service, or `docker run -p 587:2587 -p 465:2465`, exposes them as 587 and 465.
-ENV PYTHONPATH=/app/gen:/app/services/smtp-edge/src:/app/services/common/src \
+ENV PYTHONPATH=/app/gen:/app/services/smtp-edge/src:/app/services/common/src:/app/services/mime-core/src \
     SMTP_HOST=0.0.0.0 \
     SMTP_STARTTLS_PORT=2587 \
     SMTP_TLS_PORT=2465 \
@@ -58,7 +59,7 @@ ENTRYPOINT ["python", "-m", "smtp_edge"]
 
 FROM runtime AS service-forwarder
 COPY services/forwarder/src /app/services/forwarder/src
-ENV PYTHONPATH=/app/gen:/app/services/forwarder/src:/app/services/common/src \
+ENV PYTHONPATH=/app/gen:/app/services/forwarder/src:/app/services/common/src:/app/services/mime-core/src \
     GRPC_HOST=0.0.0.0 \
     GRPC_PORT=50051 \
     HTTP_HOST=0.0.0.0 \

@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -42,6 +42,8 @@ proto: gen/.stamp
 $(VENV)/.installed: $(VENV)/.tools gen/.stamp pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
+
+client: $(VENV)/.client
 
 $(BUF): package.json package-lock.json
 	npm ci --silent --no-audit --no-fund
@@ -116,7 +118,15 @@ tests/clients/node/node_modules/.installed: tests/clients/node/package.json test
 	cd tests/clients/node && npm ci --silent --no-audit --no-fund
 	touch $@
 
-pytest: $(VENV)/.installed clients servers browsers scanners
+# The typed gRPC client package (clients/python) is installed as a user would (a wheel built from its folder, its
+# message classes generated at build time): the tests drive it and its CLI against the running stack.
+CLIENT_SOURCES := $(shell find clients/python -name '*.py' -not -path '*/build/*') clients/python/pyproject.toml
+$(VENV)/.client: $(VENV)/.installed $(CLIENT_SOURCES) $(PROTOS)
+	$(BIN)/pip install -q --no-build-isolation --force-reinstall --no-deps ./clients/python
+	rm -rf clients/python/build
+	touch $@
+
+pytest: $(VENV)/.installed $(VENV)/.client clients servers browsers scanners
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 

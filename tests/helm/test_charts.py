@@ -522,12 +522,15 @@ def check_dockerfile(text: str) -> list[str]:
         if f"COPY {src} /app/{src}" not in stage:
             problems.append(f"service-{service} does not copy {src}")
         pythonpath = re.search(r"PYTHONPATH=(\S+)", stage)
+        # The edge and the forwarder both read messages with the shared MIME core (services/mime-core).
+        shared = ["/app/services/mime-core/src"] if service in ("smtp-edge", "forwarder") else []
         if pythonpath is None or pythonpath.group(1).split(":") != [
             "/app/gen",
             f"/app/{src}",
             "/app/services/common/src",
+            *shared,
         ]:
-            problems.append(f"service-{service}: PYTHONPATH is not gen, {src}, common")
+            problems.append(f"service-{service}: PYTHONPATH is not gen, {src}, common{', mime-core' if shared else ''}")
         if f'ENTRYPOINT ["python", "-m", "{module}"]' not in stage:
             problems.append(f"service-{service} does not run python -m {module}")
         if not (ROOT / src / module / "__main__.py").is_file():

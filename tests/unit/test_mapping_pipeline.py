@@ -13,8 +13,8 @@ from cakemail.gateway.v1 import forwarder_pb2 as pb
 from forwarder.api.v1.wire import email_payload
 from forwarder.submission.assembly import assemble
 from forwarder.submission.mapping import to_outgoing_email
-from smtp_edge.forwarding.frames import CHUNK_BYTES, SmtpCredentials, SmtpEnvelope, submission_frames
-from smtp_edge.mime import parse_message
+from gateway_mime import parse_message
+from gateway_mime.frames import CHUNK_BYTES, SmtpCredentials, SmtpEnvelope, submission_frames
 from tests.strategies import Spec, specs
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from smtp_edge.forwarding.frames import (
+from gateway_mime import Address, AttachmentPart, ParsedMessage
+from gateway_mime.frames import (
     CHUNK_BYTES,
     HeadersTooLarge,
     SmtpCredentials,
     SmtpEnvelope,
     submission_frames,
 )
-from smtp_edge.mime import Address, AttachmentPart, ParsedMessage
 
 ENVELOPE = SmtpEnvelope("a@x.test", ("b@x.test",))
 CREDENTIALS = SmtpCredentials("u", "p")

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from smtp_edge.mime import Address, ParsedMessage
+from gateway_mime import Address, ParsedMessage
 
 
 def _address(address: Address) -> dict[str, str]:

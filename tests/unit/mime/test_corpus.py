@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_edge.mime import parse_message
+from gateway_mime import parse_message
 from tests.unit.mime.shapes import as_expected_shape, crlf
 
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "mime"

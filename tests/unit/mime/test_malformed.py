@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from smtp_edge.mime import AttachmentTooLarge, ParsedMessage, parse_message
-from smtp_edge.mime.parser import derived_message_id, message_identity
+from gateway_mime import AttachmentTooLarge, ParsedMessage, parse_message
+from gateway_mime.parser import derived_message_id, message_identity
 
 HEAD = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\nMessage-ID: <m@example.com>\r\n"
 

@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtp_edge.mime import Address, ParsedMessage, parse_message
+from gateway_mime import Address, ParsedMessage, parse_message
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from smtp_edge.mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
-from smtp_edge.mime.text import (
+from gateway_mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
+from gateway_mime.text import (
     clean_body_text,
     clean_header_text,
     codec_for,

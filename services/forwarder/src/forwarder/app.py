@@ -15,11 +15,13 @@ from forwarder.api.factory import create_api
 from forwarder.config import ForwarderSettings
 from forwarder.delivery import open_delivery_record
 from forwarder.grpc_api.servicer import ForwarderServicer
+from forwarder.grpc_api.tls import GrpcTlsFiles, ReloadingServerCredentials
 from forwarder.metrics import ForwarderMetrics
 from forwarder.resilience.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.pipeline import ApiPipeline
 from forwarder.resilience.retry import RetryPolicy
+from forwarder.submission.assembly import RawLimits
 from forwarder.submission.service import SubmissionService, SubmissionSettings
 from gateway_common import tracing
 from gateway_common.lifecycle import serve_until_signalled
@@ -85,7 +87,16 @@ class ForwarderApp:
             interceptors=tracing.server_interceptors(self.tracing),
         )
         pb_grpc.add_ForwarderServiceServicer_to_server(
-            ForwarderServicer(self.service, self.metrics, size_limit=settings.message_size_limit),
+            ForwarderServicer(
+                self.service,
+                self.metrics,
+                size_limit=settings.message_size_limit,
+                raw_limits=RawLimits(
+                    size_limit=settings.message_size_limit,
+                    max_attachment_bytes=settings.max_attachment_bytes,
+                    message_id_domain=settings.message_id_domain,
+                ),
+            ),
             self.grpc_server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
@@ -93,7 +104,14 @@ class ForwarderApp:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self.grpc_server,
         )
-        self.grpc_port = self.grpc_server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+        address = f"{settings.grpc_host}:{settings.grpc_port}"
+        if settings.grpc_tls_cert_file and settings.grpc_tls_key_file:
+            files = GrpcTlsFiles(
+                settings.grpc_tls_cert_file, settings.grpc_tls_key_file, settings.grpc_tls_client_ca_file
+            )
+            self.grpc_port = self.grpc_server.add_secure_port(address, ReloadingServerCredentials(files).credentials())
+        else:
+            self.grpc_port = self.grpc_server.add_insecure_port(address)
         self.ops = OpsServer(create_ops_app(self.is_ready), settings.http_host, settings.http_port, service="forwarder")
         self._stopping = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -55,6 +56,15 @@ class ForwarderSettings(BaseSettings):
     message_size_limit: int = Field(default=26_214_400, gt=0)
     # The largest gRPC message accepted: frames are at most 1 MiB of content plus metadata.
     grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # SubmitRawMessage parses messages itself, with the SMTP edge's limits: keep these equal to the edge's
+    # MAX_ATTACHMENT_BYTES and SMTP_HOSTNAME (the domain of the Message-ID given to a message that had none).
+    max_attachment_bytes: int = Field(default=10_485_760, gt=0)
+    message_id_domain: str = Field(default_factory=socket.getfqdn)
+    # TLS on the gRPC port when both files are set (PEM; re-read when they change); with GRPC_TLS_CLIENT_CA_FILE
+    # also set, mutual TLS: every client (edges, direct callers) must present a certificate that CA signed.
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_client_ca_file: str = ""
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
     # gRPC clients re-resolve DNS only when a connection closes: ageing connections out lets edges find the pods the
     # autoscaler added. The grace lets calls in flight on an aged connection finish.

@@ -10,7 +10,7 @@ from gateway_common import tracing
 from gateway_common.lifecycle import EXIT_CANNOT_START, serve_until_signalled
 from gateway_common.ops_http import OpsServer, create_ops_app
 from smtp_edge.config import EdgeSettings
-from smtp_edge.forwarding.client import ForwarderClient
+from smtp_edge.forwarding.client import ForwarderClient, forwarder_tls
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.access_lists import Access, AccessListError, AccessListFiles
 from smtp_edge.policy.admission import Admission
@@ -37,6 +37,9 @@ class EdgeApp:
             auth_timeout=settings.auth_timeout_seconds,
             lb_policy=settings.forwarder_lb_policy,
             interceptors=tracing.client_interceptors(self.tracing),
+            tls=forwarder_tls(
+                settings.forwarder_tls_ca_file, settings.forwarder_tls_cert_file, settings.forwarder_tls_key_file
+            ),
         )
         self.counters = self._counters(settings)
         self.access = AccessListFiles(

@@ -32,6 +32,11 @@ class EdgeSettings(BaseSettings):
     # How calls spread over the addresses the target resolves to: round_robin over all of them, or pick_first (one
     # HTTP/2 connection to one forwarder, as through a ClusterIP Service).
     forwarder_lb_policy: Literal["round_robin", "pick_first"] = "round_robin"
+    # TLS to the forwarder when FORWARDER_TLS_CA_FILE is set (the CA of the forwarder's gRPC certificate); with the
+    # certificate and key files also set, the edge presents that client certificate (the forwarder's mTLS).
+    forwarder_tls_ca_file: str = ""
+    forwarder_tls_cert_file: str = ""
+    forwarder_tls_key_file: str = ""
     # Under typical client timeouts (smtplib, Nodemailer and .NET wait minutes for the DATA reply).
     forwarder_timeout_seconds: float = Field(default=45.0, gt=0)
     # OpenTelemetry traces to this OTLP/HTTP collector (e.g. http://otel-collector:4318); empty: tracing off.

@@ -71,6 +71,16 @@ class ApiRejected(ApiError):
         return f"http_{self.status}" if self.status else f"refused_{self.kind.value}"
 
 
+class SenderNotConfirmed(ApiRejected):
+    """The From address (or X-Sender-Id) is not a confirmed sender of the account: a precondition the account's
+    owner can meet (confirm the sender), reported to gRPC callers as a google.rpc.PreconditionFailure."""
+
+    def __init__(self, detail: str, *, sender: str, account: str) -> None:
+        super().__init__(Rejection.FORBIDDEN, detail)
+        self.sender = sender
+        self.account = account
+
+
 class ApiIntegrationError(ApiError):
     """A 4xx we have no meaning for (404, 405, 409...): our integration is wrong, not the message. Temporary."""
 

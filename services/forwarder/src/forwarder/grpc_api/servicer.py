@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import NoReturn
 
 import grpc
@@ -12,9 +12,16 @@ import structlog
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
 from forwarder.api.context import CallContext
-from forwarder.grpc_api.outcomes import Failure, authenticate_outcome, is_temporary, submit_outcome, submit_response
+from forwarder.grpc_api.outcomes import (
+    Failure,
+    authenticate_outcome,
+    is_temporary,
+    status_of,
+    submit_outcome,
+    submit_response,
+)
 from forwarder.metrics import ForwarderMetrics
-from forwarder.submission.assembly import assemble
+from forwarder.submission.assembly import AssembledMessage, RawLimits, assemble, assemble_raw
 from forwarder.submission.service import RecipientOutcome, SubmissionService
 from gateway_common.correlation import GRPC_METADATA_KEY, new_correlation_id
 
@@ -35,15 +42,20 @@ def _deadline(context: grpc.aio.ServicerContext[object, object]) -> float | None
 
 
 async def _abort(context: grpc.aio.ServicerContext[object, object], failure: Failure) -> NoReturn:
-    await context.abort(failure.code, failure.details)
+    """Abort with the google.rpc.Status rich details in the trailers (grpc-status-details-bin)."""
+    status = status_of(failure)
+    await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("ServicerContext.abort returned")
 
 
 class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
-    def __init__(self, service: SubmissionService, metrics: ForwarderMetrics, *, size_limit: int) -> None:
+    def __init__(
+        self, service: SubmissionService, metrics: ForwarderMetrics, *, size_limit: int, raw_limits: RawLimits
+    ) -> None:
         self._service = service
         self._metrics = metrics
         self._size_limit = size_limit
+        self._raw_limits = raw_limits
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext[object, object]
@@ -62,9 +74,24 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
         request_iterator: AsyncIterator[pb.SubmitMessageRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.SubmitMessageResponse:
+        return await self._submit(assemble(request_iterator, size_limit=self._size_limit), context)
+
+    async def SubmitRawMessage(
+        self,
+        request_iterator: AsyncIterator[pb.SubmitRawMessageRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> pb.SubmitRawMessageResponse:
+        answer = await self._submit(assemble_raw(request_iterator, limits=self._raw_limits), context)
+        # Same field numbers: the raw response is the structured one's bytes (proto/ says so).
+        return pb.SubmitRawMessageResponse.FromString(answer.SerializeToString())
+
+    async def _submit(
+        self, assembling: Awaitable[AssembledMessage], context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.SubmitMessageResponse:
         ctx = CallContext(_bind_request_id(context), _deadline(context))
+        message: AssembledMessage | None = None
         try:
-            message = await assemble(request_iterator, size_limit=self._size_limit)
+            message = await assembling
             self._metrics.submission_bytes.observe(message.size)
             outcomes = await self._service.submit(message, ctx)
             answer = submit_response(outcomes)
@@ -79,7 +106,7 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
             await _abort(context, answer)
         result_name = pb.SubmitResult.Name(answer.result).removeprefix("SUBMIT_RESULT_").lower()
         self._metrics.submissions.labels(result_name).inc()
-        if answer.result == pb.SUBMIT_RESULT_ACCEPTED:
+        if answer.result == pb.SUBMIT_RESULT_ACCEPTED and message is not None:
             log.info(
                 "submission accepted",
                 message_ids=list(answer.message_ids),

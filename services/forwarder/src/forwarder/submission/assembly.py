@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
+from gateway_mime.frames import SmtpCredentials, SmtpEnvelope, submission_frames
+from gateway_mime.submission import read_submission
 
 MAX_CHUNK_BYTES = 1024 * 1024
 
 
 class MalformedStream(Exception):
-    """The stream breaks the protocol in proto/: the caller's bug, answered with INVALID_ARGUMENT."""
+    """The stream breaks the protocol in proto/: the caller's bug, answered with INVALID_ARGUMENT and, in `field`,
+    the request field at fault (a google.rpc.BadRequest field violation)."""
+
+    def __init__(self, description: str, *, field: str = "") -> None:
+        super().__init__(description)
+        self.description = description
+        self.field = field
 
 
 class MessageTooLarge(Exception):
@@ -59,7 +68,7 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
         frame = request.WhichOneof("frame")
         if start is None:
             if frame != "start":
-                raise MalformedStream("the first frame must be a MessageStart")
+                raise MalformedStream("the first frame must be a MessageStart", field="start")
             start = request.start
             _check_start(start)
             attachments = [bytearray() for _ in start.attachments]
@@ -67,10 +76,10 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
             digest.update(_content_fingerprint(start))
             continue
         if frame != "chunk":
-            raise MalformedStream("only ContentChunk frames may follow the MessageStart")
+            raise MalformedStream("only ContentChunk frames may follow the MessageStart", field="chunk")
         chunk = request.chunk
         if len(chunk.data) > MAX_CHUNK_BYTES:
-            raise MalformedStream(f"a ContentChunk carries at most {MAX_CHUNK_BYTES} bytes")
+            raise MalformedStream(f"a ContentChunk carries at most {MAX_CHUNK_BYTES} bytes", field="chunk.data")
         total += len(chunk.data)
         if total > size_limit:
             raise MessageTooLarge(size_limit)
@@ -82,20 +91,26 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
             html += chunk.data
         elif chunk.target == pb.CONTENT_TARGET_ATTACHMENT:
             if chunk.attachment_index >= len(attachments):
-                raise MalformedStream(f"chunk for attachment {chunk.attachment_index}, which was not declared")
+                raise MalformedStream(
+                    f"chunk for attachment {chunk.attachment_index}, which was not declared",
+                    field="chunk.attachment_index",
+                )
             attachments[chunk.attachment_index] += chunk.data
         else:
-            raise MalformedStream("ContentChunk.target is unspecified")
+            raise MalformedStream("ContentChunk.target is unspecified", field="chunk.target")
     if start is None:
-        raise MalformedStream("empty stream: no MessageStart")
+        raise MalformedStream("empty stream: no MessageStart", field="start")
     for index, (declared, data) in enumerate(zip(start.attachments, attachments, strict=True)):
         if declared.size != len(data):
-            raise MalformedStream(f"attachment {index} declared {declared.size} bytes but carried {len(data)}")
+            raise MalformedStream(
+                f"attachment {index} declared {declared.size} bytes but carried {len(data)}",
+                field=f"start.attachments[{index}].size",
+            )
     try:
         text_body = start.text_body + text.decode("utf-8")
         html_body = start.html_body + html.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedStream("body chunks are not valid UTF-8") from exc
+        raise MalformedStream("body chunks are not valid UTF-8", field="chunk.data") from exc
     return AssembledMessage(
         start=start,
         text_body=text_body,
@@ -107,12 +122,74 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
     )
 
 
+def _check_envelope(credentials: pb.Credentials, envelope: pb.Envelope) -> None:
+    if not credentials.username:
+        raise MalformedStream("credentials.username is required", field="start.credentials.username")
+    if not envelope.rcpt_tos:
+        raise MalformedStream("envelope.rcpt_tos needs at least one recipient", field="start.envelope.rcpt_tos")
+    if any(not r.strip() for r in envelope.rcpt_tos):
+        raise MalformedStream("envelope.rcpt_tos holds an empty address", field="start.envelope.rcpt_tos")
+
+
 def _check_start(start: pb.MessageStart) -> None:
-    if not start.credentials.username:
-        raise MalformedStream("credentials.username is required")
-    if not start.envelope.rcpt_tos:
-        raise MalformedStream("envelope.rcpt_tos needs at least one recipient")
-    if any(not r.strip() for r in start.envelope.rcpt_tos):
-        raise MalformedStream("envelope.rcpt_tos holds an empty address")
+    _check_envelope(start.credentials, start.envelope)
     if not start.headers.HasField("from") and not start.envelope.mail_from:
-        raise MalformedStream("neither headers.from nor envelope.mail_from names a sender")
+        raise MalformedStream(
+            "neither headers.from nor envelope.mail_from names a sender", field="start.envelope.mail_from"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RawLimits:
+    """The SMTP edge's limits, so that a raw message is judged as it would be over SMTP."""
+
+    size_limit: int
+    max_attachment_bytes: int
+    message_id_domain: str
+
+
+async def _frames(frames: Iterator[pb.SubmitMessageRequest]) -> AsyncIterator[pb.SubmitMessageRequest]:
+    for frame in frames:
+        yield frame
+
+
+async def assemble_raw(requests: AsyncIterator[pb.SubmitRawMessageRequest], *, limits: RawLimits) -> AssembledMessage:
+    """A SubmitRawMessage stream -> the message SubmitMessage would have received from the edge for the same bytes:
+    parsed by the edge's MIME core (gateway_mime.read_submission), framed by its frame builder, then assembled and
+    checked like any SubmitMessage stream. Raises MessageRejected (gateway_mime) for what the parser refuses."""
+    start: pb.RawMessageStart | None = None
+    raw = bytearray()
+    async for request in requests:
+        frame = request.WhichOneof("frame")
+        if start is None:
+            if frame != "start":
+                raise MalformedStream("the first frame must be a RawMessageStart", field="start")
+            start = request.start
+            data = start.data
+        elif frame != "chunk":
+            raise MalformedStream("only RawMessageChunk frames may follow the RawMessageStart", field="chunk")
+        else:
+            data = request.chunk.data
+            if len(data) > MAX_CHUNK_BYTES:
+                raise MalformedStream(f"a RawMessageChunk carries at most {MAX_CHUNK_BYTES} bytes", field="chunk.data")
+        if len(raw) + len(data) > limits.size_limit:
+            raise MessageTooLarge(limits.size_limit)
+        raw += data
+    if start is None:
+        raise MalformedStream("empty stream: no RawMessageStart", field="start")
+    if not raw.strip():
+        raise MalformedStream("the message is empty", field="start.data")
+    _check_envelope(start.credentials, start.envelope)
+    envelope = SmtpEnvelope(mail_from=start.envelope.mail_from, rcpt_tos=tuple(start.envelope.rcpt_tos))
+    credentials = SmtpCredentials(start.credentials.username, start.credentials.password)
+    message = bytes(raw)
+    del raw
+    parsed, identity = await asyncio.to_thread(
+        read_submission,
+        message,
+        envelope.mail_from,
+        max_attachment_bytes=limits.max_attachment_bytes,
+        message_id_domain=limits.message_id_domain,
+    )
+    frames = submission_frames(parsed, envelope, credentials, message_identity=identity)
+    return await assemble(_frames(frames), size_limit=limits.size_limit)

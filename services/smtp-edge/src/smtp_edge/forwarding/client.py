@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -41,6 +42,16 @@ def load_balancing_options(policy: str) -> list[tuple[str, str | int]]:
     ]
 
 
+def forwarder_tls(ca_file: str, cert_file: str = "", key_file: str = "") -> grpc.ChannelCredentials | None:
+    """TLS to the forwarder when a CA file is given; a client certificate too when both its files are given.
+    Read once at start: a renewed client certificate takes a rolling restart of the edges."""
+    if not ca_file:
+        return None
+    chain = Path(cert_file).read_bytes() if cert_file and key_file else None
+    key = Path(key_file).read_bytes() if cert_file and key_file else None
+    return grpc.ssl_channel_credentials(Path(ca_file).read_bytes(), key, chain)
+
+
 class ForwarderClient:
     def __init__(
         self,
@@ -49,18 +60,20 @@ class ForwarderClient:
         submit_timeout: float,
         auth_timeout: float,
         lb_policy: str = "round_robin",
+        tls: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[
-                *load_balancing_options(lb_policy),
-                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.enable_retries", 0),
-            ],
-            interceptors=list(interceptors) or None,
+        options = [
+            *load_balancing_options(lb_policy),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.enable_retries", 0),
+        ]
+        self._channel = (
+            grpc.aio.secure_channel(address, tls, options=options, interceptors=list(interceptors) or None)
+            if tls is not None
+            else grpc.aio.insecure_channel(address, options=options, interceptors=list(interceptors) or None)
         )
         self._stub = pb_grpc.ForwarderServiceStub(self._channel)
         self._submit_timeout = submit_timeout

@@ -10,8 +10,8 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import MISSING, AuthResult
 
+from gateway_mime.frames import SmtpCredentials
 from smtp_edge.forwarding.client import ForwarderClient
-from smtp_edge.forwarding.frames import SmtpCredentials
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle
 from smtp_edge.smtp.session import GatewaySession

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,12 +10,12 @@ from typing import Any
 import structlog
 from aiosmtpd.smtp import AuthResult, Envelope
 
+from gateway_mime import AttachmentTooLarge, MessageRejected, ParsedMessage
+from gateway_mime.frames import HeadersTooLarge, SmtpEnvelope, submission_frames
+from gateway_mime.submission import read_submission
 from smtp_edge.forwarding.client import Answer, ForwarderClient
-from smtp_edge.forwarding.frames import HeadersTooLarge, SmtpEnvelope, submission_frames
 from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
-from smtp_edge.mime import AttachmentTooLarge, MessageRejected, ParsedMessage, parse_message
-from smtp_edge.mime.parser import derived_message_id, message_identity
 from smtp_edge.policy.message_rates import MessageRateLimiter
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
@@ -143,11 +142,6 @@ class GatewayHandler:
         except Exception:
             log.exception("message could not be parsed")
             return TEMPORARY_FAILURE
-        # A message without Message-ID gets one derived from its identity, the same on every resend.
-        if not parsed.message_id:
-            parsed = dataclasses.replace(
-                parsed, message_id=derived_message_id(identity, self._limits.message_id_domain)
-            )
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
@@ -188,13 +182,12 @@ class GatewayHandler:
     async def _parse(self, raw: bytes, mail_from: str) -> tuple[ParsedMessage, str]:
         """The parsed message and its identity, taken from what the client sent so that its resend is the same
         message (docs/mapping.md, "Message identity")."""
+        # A message without Message-ID gets one derived from its identity, the same on every resend.
         limit = self._limits.max_attachment_bytes
+        domain = self._limits.message_id_domain
         if len(raw) > self._limits.parse_in_thread_bytes:
             # Large messages are parsed (and hashed) off the event loop so other sessions keep flowing (aiosmtpd #293).
-            return await asyncio.to_thread(_read, raw, mail_from, limit)
-        return _read(raw, mail_from, limit)
-
-
-def _read(raw: bytes, mail_from: str, max_attachment_bytes: int | None) -> tuple[ParsedMessage, str]:
-    parsed = parse_message(raw, max_attachment_bytes=max_attachment_bytes)
-    return parsed, message_identity(raw, parsed.message_id, mail_from)
+            return await asyncio.to_thread(
+                read_submission, raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain
+            )
+        return read_submission(raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain)

@@ -6,7 +6,7 @@ import asyncio
 
 from aiosmtpd.smtp import Session
 
-from smtp_edge.forwarding.frames import SmtpCredentials
+from gateway_mime.frames import SmtpCredentials
 
 
 class GatewaySession(Session):

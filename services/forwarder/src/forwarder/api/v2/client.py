@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiCredentialsRejected, ApiRejected, ApiUnavailable, Rejection
+from forwarder.api.errors import ApiCredentialsRejected, ApiRejected, ApiUnavailable, Rejection, SenderNotConfirmed
 from forwarder.api.http import HttpTransport
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
@@ -230,7 +230,7 @@ class V2Api:
             why = f"header X-Sender-Id: {sender_id!r} is not a confirmed sender of account {account}"
         else:
             why = f"{email.sender.email} is not a confirmed sender of account {account}"
-        raise ApiRejected(Rejection.FORBIDDEN, why)
+        raise SenderNotConfirmed(why, sender=email.sender.email, account=str(account))
 
     async def prepare(
         self, session: Session, email: OutgoingEmail, message: MessageRef, ctx: CallContext

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from email import policy, utils
 from email.message import Message
 
-from smtp_edge.mime.model import Address
-from smtp_edge.mime.text import clean_header_text, decode_encoded_words, scrub, unfold
+from gateway_mime.model import Address
+from gateway_mime.text import clean_header_text, decode_encoded_words, scrub, unfold
 
 # Above this many characters a header skips policy.default's parser, which is quadratic on long lists.
 _STRUCTURED_PARSE_LIMIT = 8192

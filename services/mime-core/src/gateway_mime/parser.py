@@ -17,10 +17,10 @@ from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesParser
 
-from smtp_edge.mime.headers import Defects, read_headers
-from smtp_edge.mime.model import AttachmentPart, AttachmentTooLarge, MessageRejected, ParsedMessage
-from smtp_edge.mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
-from smtp_edge.mime.text import (
+from gateway_mime.headers import Defects, read_headers
+from gateway_mime.model import AttachmentPart, AttachmentTooLarge, MessageRejected, ParsedMessage
+from gateway_mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
+from gateway_mime.text import (
     clean_body_text,
     clean_header_text,
     decode_bytes,

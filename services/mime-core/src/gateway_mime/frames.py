@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from smtp_edge.mime import Address, ParsedMessage
+from gateway_mime import Address, ParsedMessage
 
 CHUNK_BYTES = 1024 * 1024
 # Bodies up to this size travel inside the first frame; larger ones are streamed like attachments.

@@ -1,4 +1,4 @@
-"""The parser's boundary types: what the rest of the edge codes against, frozen so nothing downstream mutates them."""
+"""The parser's boundary types, which the edge and the forwarder code against: frozen, so nothing mutates them."""
 
 from __future__ import annotations
 
