@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack
+from tests.conftest import metric
 
 pytestmark = pytest.mark.e2e
 
@@ -22,3 +23,9 @@ def test_service_runs_on_uvloop(stack: Stack, service: str) -> None:
     assert process is not None and process.poll() is None
     maps = Path(f"/proc/{process.pid}/maps").read_text()
     assert "/uvloop/loop." in maps, f"{matches[0]} has not loaded uvloop's event loop"
+
+
+@pytest.mark.parametrize("service", ["edge", "forwarder"])
+def test_asyncio_tasks_are_counted_on_metrics(stack: Stack, service: str) -> None:
+    port = stack.ports.edge_http if service == "edge" else stack.ports.forwarder_http
+    assert metric(port, "asyncio_tasks") >= 1  # at least the task serving this very scrape
