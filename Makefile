@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench soak locust clean clients servers browsers screenshots
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -110,8 +110,15 @@ pytest: $(VENV)/.installed clients servers browsers
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
 
+# Benchmarks and soak (docs/performance.md): not part of `make test`; they write nothing outside a scratch directory.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# The whole stack at SOAK_RATE msg/s (278) for SOAK_MINUTES (30), 1% of API calls failing: fails on growth or loss.
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 278
+soak: $(VENV)/.installed
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_RATE=$(SOAK_RATE) $(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) gen node_modules tests/clients/node/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

@@ -19,12 +19,16 @@ class Shape:
     recipients: tuple[str, ...]
     body: bytes  # everything after the Message-ID header
 
-    def message(self) -> bytes:
-        return f"Message-ID: <{uuid.uuid4().hex}@bench>\r\n".encode() + self.body
+    def message(self, token: str | None = None) -> bytes:
+        """A fresh copy; `token` (a fresh one by default) is the Message-ID's local part and ends the Subject, so a
+        checker can find the message in the sandbox's records."""
+        token = token or uuid.uuid4().hex
+        return f"Message-ID: <{token}@bench>\r\n".encode() + self.body.replace(b"\r\n", f" {token}\r\n".encode(), 1)
 
 
 def _headers(subject: str, recipients: tuple[str, ...], extra: str = "") -> str:
-    return f"From: {SENDER}\r\nTo: {', '.join(recipients)}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n{extra}"
+    # The Subject comes first: `Shape.message` appends the token to the first line.
+    return f"Subject: {subject}\r\nFrom: {SENDER}\r\nTo: {', '.join(recipients)}\r\nMIME-Version: 1.0\r\n{extra}"
 
 
 def recipients(count: int) -> tuple[str, ...]:
