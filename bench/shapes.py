@@ -28,7 +28,8 @@ class Shape:
 
 def _headers(subject: str, recipients: tuple[str, ...], extra: str = "") -> str:
     # The Subject comes first: `Shape.message` appends the token to the first line.
-    return f"Subject: {subject}\r\nFrom: {SENDER}\r\nTo: {', '.join(recipients)}\r\nMIME-Version: 1.0\r\n{extra}"
+    to = ",\r\n ".join(recipients)  # folded: 100 addresses on one line would pass the 1000-octet line limit
+    return f"Subject: {subject}\r\nFrom: {SENDER}\r\nTo: {to}\r\nMIME-Version: 1.0\r\n{extra}"
 
 
 def recipients(count: int) -> tuple[str, ...]:
