@@ -7,9 +7,9 @@ process of its own, so `make bench` measures it with the same client, in the sam
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import sys
-import warnings
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult
@@ -38,5 +38,5 @@ async def serve(port: int, cert: str, key: str) -> None:
 
 
 if __name__ == "__main__":
-    warnings.filterwarnings("ignore", "Session.login_data", DeprecationWarning)  # aiosmtpd's own, once per AUTH
+    logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd warns once per AUTH (Session.login_data)
     asyncio.run(serve(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
