@@ -7,7 +7,7 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client soak locust
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
@@ -140,8 +140,15 @@ fuzz: $(VENV)/.installed
 		--timeout=0 tests/security/test_smtp_fuzz.py tests/security/test_proxy_fuzz.py \
 		tests/security/test_mime_fuzz.py $(PYTEST_ARGS)
 
+# Benchmarks and soak (docs/performance.md): not part of `make test`; they write nothing outside a scratch directory.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# The whole stack at SOAK_RATE msg/s (278) for SOAK_MINUTES (30), 1% of API calls failing: fails on growth or loss.
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 278
+soak: $(VENV)/.installed
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_RATE=$(SOAK_RATE) $(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) gen node_modules tests/clients/node/node_modules .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

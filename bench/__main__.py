@@ -1,192 +1,264 @@
-"""`make bench`: 20 concurrent 20 MB messages while 20 clients send small ones, through the real stack.
+"""`make bench`: the gateway beside a bare aiosmtpd server, measured by the same client in the same run.
 
-Prints each service's peak RSS and the small messages' latency percentiles, before and during the burst, so the
-ratio (not the absolute figure) tells whether large messages stall everyone else.
+For each shape: msg/s, p50/p95/p99 latency, errors by reply code, CPU ms per message and peak RSS per service. Then
+the fan-out ratio (100 recipients vs 1 at 20 ms API latency), an open-loop 278 msg/s at 20 ms API latency, the 20 MB
+burst (bench/burst.py) and a 60-second soak (bench/soak.py). Everything runs on this machine's cores with the load
+generator: read the ratios measured side by side, and the load average printed with them, not absolute figures.
+BENCH_SECONDS sets each shape's duration (10), BENCH_SKIP a comma-separated list of parts to leave out
+(burst, soak).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import json
 import os
 import ssl
-import statistics
+import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
+import urllib.request
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import aiosmtplib
+import uvloop
 
-from devstack.certs import ensure_dev_certificate
-from devstack.stack import Stack, StackPorts
+from bench import burst, soak
+from bench.harness import connect, cpu_seconds, percentile, rss_mib, running_stack, send_once, service_pids
+from bench.shapes import SENDER, Shape, attachment, small
+from devstack.stack import Stack, free_port
 
-LARGE_CLIENTS = 20
-SMALL_CLIENTS = 20
-LARGE_BYTES = 20 * 1024 * 1024
-BASELINE_SECONDS = 5.0
-MAX_SECONDS = 600.0
-
-
-def rss_mib(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process, from /proc."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+CONNECTIONS = 20
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+@dataclass
+class Run:
+    label: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    cpu: dict[str, float] = field(default_factory=dict)  # service -> CPU seconds during the run
+    peak: dict[str, float] = field(default_factory=dict)  # service -> peak RSS MiB during the run
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def cpu_ms(self) -> dict[str, float]:
+        done = max(1, len(self.latencies))
+        return {name: 1000 * seconds / done for name, seconds in self.cpu.items()}
 
 
-def large_message() -> bytes:
-    """About 20 MB on the wire: two attachments of random bytes, base64 in 76-column lines."""
-    import base64
-
-    per_attachment = (LARGE_BYTES * 3 // 4) // 2 - 4096
-    parts = [
-        b"From: bench@example.com\r\nTo: sink@example.net\r\nSubject: large\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nlarge\r\n'
-    ]
-    for index in range(2):
-        encoded = base64.encodebytes(os.urandom(per_attachment)).replace(b"\n", b"\r\n")
-        parts.append(
-            # PDF by name and type: a type the real API (v2, the default flavor) carries.
-            b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
-            + f'Content-Disposition: attachment; filename="blob{index}.pdf"\r\n\r\n'.encode()
-            + encoded
-        )
-    parts.append(b"--b--\r\n")
-    return b"".join(parts)
+Send = Callable[[], Awaitable[None]]
 
 
-async def send(port: int, tls: ssl.SSLContext, message: bytes) -> float:
-    started = time.perf_counter()
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=True, tls_context=tls, timeout=300)
-    async with client:
-        await client.login("demo@example.com", "demo-password")
-        await client.sendmail("bench@example.com", ["sink@example.net"], message)
-    return time.perf_counter() - started
+async def measure(
+    label: str,
+    pids: dict[str, int],
+    workers: list[Callable[[asyncio.Event, Run], Awaitable[None]]],
+    seconds: float = SECONDS,
+) -> Run:
+    run = Run(label)
+    stop = asyncio.Event()
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    run.peak = {name: rss_mib(pid)[0] for name, pid in pids.items()}
 
-
-def small_message(n: int) -> bytes:
-    # A Message-ID of its own: a resent identical message would be recognised and not sent again (docs/mapping.md).
-    return (
-        f"From: bench@example.com\r\nTo: sink@example.net\r\nMessage-ID: <{uuid.uuid4().hex}@bench>\r\n"
-        f"Subject: small {n}\r\n\r\nsmall {n}\r\n"
-    ).encode()
-
-
-async def small_load(port: int, tls: ssl.SSLContext, stop: asyncio.Event, latencies: list[float]) -> None:
-    counter = 0
-
-    async def worker(worker_id: int) -> None:
-        nonlocal counter
-        while not stop.is_set():
-            counter += 1
-            latencies.append(await send(port, tls, small_message(worker_id * 1_000_000 + counter)))
-
-    await asyncio.gather(*(worker(i) for i in range(SMALL_CLIENTS)))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def send_large_burst(port: int, ca_file: str, body: bytes) -> list[float]:
-    tls = ssl.create_default_context(cafile=ca_file)
-
-    async def burst() -> list[float]:
-        sends = (send(port, tls, b"X-Bench-Id: %d\r\n" % i + body) for i in range(LARGE_CLIENTS))
-        return list(await asyncio.wait_for(asyncio.gather(*sends), MAX_SECONDS))
-
-    return asyncio.run(burst())
-
-
-async def run(stack: Stack, tls: ssl.SSLContext) -> None:
-    ca_file = str(stack.certificate.ca_file)
-    port = stack.ports.smtp_starttls
-    pids = {s.name: s.process.pid for s in stack.services if s.process is not None}
-    peaks = dict.fromkeys(pids, 0.0)
-
-    async def sample(stop: asyncio.Event) -> None:
+    async def sample() -> None:
         while not stop.is_set():
             for name, pid in pids.items():
-                peaks[name] = max(peaks[name], rss_mib(pid)[0])
-            await asyncio.sleep(0.05)
+                run.peak[name] = max(run.peak[name], rss_mib(pid)[0])
+            await asyncio.sleep(0.1)
 
-    idle_rss = {name: rss_mib(pid)[0] for name, pid in pids.items()}
-    baseline: list[float] = []
-    stop = asyncio.Event()
-    loop_task = asyncio.create_task(small_load(port, tls, stop, baseline))
-    await asyncio.sleep(BASELINE_SECONDS)
-    stop.set()
-    await loop_task
-
-    body = large_message()
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    during: list[float] = []
-    stop = asyncio.Event()
-    sampler = asyncio.create_task(sample(stop))
-    small = asyncio.create_task(small_load(port, tls, stop, during))
     started = time.perf_counter()
-    # The large senders run in a process of their own: sharing this event loop, their client-side work
-    # (dot-stuffing 400 MB) would be measured as the gateway's latency for the small messages.
-    with concurrent.futures.ProcessPoolExecutor(1) as pool:
-        large = await asyncio.get_running_loop().run_in_executor(pool, send_large_burst, port, ca_file, body)
-    burst = time.perf_counter() - started
+    tasks = [asyncio.create_task(w(stop, run)) for w in workers] + [asyncio.create_task(sample())]
+    await asyncio.sleep(seconds)
     stop.set()
-    await asyncio.gather(small, sampler)
-    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    await asyncio.gather(*tasks)
+    run.seconds = time.perf_counter() - started
+    run.cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    return run
 
-    print(
-        f"\nlarge: {LARGE_CLIENTS} x {len(body) / 2**20:.1f} MiB in {burst:.1f} s "
-        f"(each {min(large):.1f}..{max(large):.1f} s)"
+
+def record_error(run: Run, error: Exception) -> None:
+    code = getattr(error, "code", None)
+    run.errors[str(code) if code is not None else type(error).__name__] += 1
+
+
+def persistent(port: int, tls: ssl.SSLContext, shape: Shape) -> Callable[[asyncio.Event, Run], Awaitable[None]]:
+    async def worker(stop: asyncio.Event, run: Run) -> None:
+        client: aiosmtplib.SMTP | None = None
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                if client is None or not client.is_connected:
+                    client = await connect(port, tls)
+                await client.sendmail(SENDER, list(shape.recipients), shape.message())
+                run.latencies.append(time.perf_counter() - started)
+            except (aiosmtplib.SMTPException, OSError) as error:
+                record_error(run, error)
+                client = None
+        if client is not None:
+            client.close()
+
+    return worker
+
+
+def per_message(port: int, tls: ssl.SSLContext, shape: Shape) -> Callable[[asyncio.Event, Run], Awaitable[None]]:
+    async def worker(stop: asyncio.Event, run: Run) -> None:
+        while not stop.is_set():
+            try:
+                run.latencies.append(await send_once(port, tls, shape.recipients, shape.message()))
+            except (aiosmtplib.SMTPException, OSError) as error:
+                record_error(run, error)
+
+    return worker
+
+
+def open_loop(
+    port: int, tls: ssl.SSLContext, shape: Shape, rate: float
+) -> Callable[[asyncio.Event, Run], Awaitable[None]]:
+    """Messages offered at `rate` whatever the latency, over a pool of persistent connections (40)."""
+
+    async def worker(stop: asyncio.Event, run: Run) -> None:
+        queue: asyncio.Queue[float] = asyncio.Queue()
+        senders = [persistent_sender(port, tls, shape, queue, run) for _ in range(40)]
+        tasks = [asyncio.create_task(s) for s in senders]
+        next_at = time.monotonic()
+        while not stop.is_set():
+            queue.put_nowait(time.perf_counter())
+            next_at += 1 / rate
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await queue.join()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return worker
+
+
+async def persistent_sender(
+    port: int, tls: ssl.SSLContext, shape: Shape, queue: asyncio.Queue[float], run: Run
+) -> None:
+    client: aiosmtplib.SMTP | None = None
+    try:
+        while True:
+            offered = await queue.get()
+            try:
+                if client is None or not client.is_connected:
+                    client = await connect(port, tls)
+                await client.sendmail(SENDER, list(shape.recipients), shape.message())
+                run.latencies.append(time.perf_counter() - offered)  # from when it was offered: queueing counts
+            except (aiosmtplib.SMTPException, OSError) as error:
+                record_error(run, error)
+                client = None
+            finally:
+                queue.task_done()
+    finally:
+        if client is not None:
+            client.close()
+
+
+def print_runs(runs: list[Run], services: list[str]) -> None:
+    head = f"{'shape':44}{'msg/s':>7}{'p50':>7}{'p95':>7}{'p99':>7}  {'errors':14}"
+    head += "".join(f"{'CPU ms ' + s[:9]:>17}" for s in services) + "".join(f"{'RSS ' + s[:9]:>15}" for s in services)
+    print(head)
+    for run in runs:
+        ms = [percentile(run.latencies, q) * 1000 for q in (0.5, 0.95, 0.99)]
+        errors = ",".join(f"{k}:{v}" for k, v in run.errors.items()) or "-"
+        line = f"{run.label:44}{run.rate:>7.0f}{ms[0]:>7.1f}{ms[1]:>7.1f}{ms[2]:>7.1f}  {errors:14}"
+        cpu = run.cpu_ms()
+        line += "".join(f"{cpu[s]:>17.2f}" if s in cpu else f"{'':>17}" for s in services)
+        line += "".join(f"{run.peak[s]:>15.0f}" if s in run.peak else f"{'':>15}" for s in services)
+        print(line, flush=True)
+
+
+def start_bare(stack: Stack) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    cert = stack.certificate
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_server", str(port), str(cert.cert_file), str(cert.key_file)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    print(f"small: {len(baseline)} sent before the burst, {len(during)} during it ({SMALL_CLIENTS} clients)")
-    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
-    for label, values in (("small, no burst", baseline), ("small, during burst", during)):
-        print(f"{label:24}{statistics.median(values) * 1000:>10.1f}{percentile(values, 0.99) * 1000:>10.1f}")
-    print(f"p99 ratio during/before: {percentile(during, 0.99) / percentile(baseline, 0.99):.1f}x")
-    print(f"\n{'service':20}{'idle MiB':>10}{'peak MiB':>10}{'peak/msg':>10}{'CPU s':>8}")
-    for name in pids:
-        print(
-            f"{name:20}{idle_rss[name]:>10.0f}{peaks[name]:>10.0f}"
-            f"{(peaks[name] - idle_rss[name]) / (len(body) / 2**20):>10.1f}{cpu[name]:>8.1f}"
-        )
-    print("(peak/msg: MiB above idle per MiB of one message, with 20 in flight at once. CPU s: during the burst,")
-    print(" on 2 cores shared by the three services and this load generator.)")
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process, port
+
+
+def set_api_latency(stack: Stack, ms: int) -> None:
+    body = json.dumps({"emails": {"latency_ms": ms}} if ms else {}).encode()
+    request = urllib.request.Request(
+        f"{stack.sandbox_url}/sandbox/faults", data=body, method="PUT", headers={"Content-Type": "application/json"}
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+async def side_by_side(stack: Stack, tls: ssl.SSLContext, bare_pid: int, bare_port: int) -> None:
+    gateway = service_pids(stack)
+    edge = stack.ports.smtp_starttls
+    services = ["bare-aiosmtpd", "smtp-edge", "forwarder", "cakemail-sandbox"]
+    bare = {"bare-aiosmtpd": bare_pid}
+    one, mb = small(), attachment()
+    runs: list[Run] = []
+    for label, make in (
+        (f"persistent, {CONNECTIONS} connections", persistent),
+        (f"new connection per message, {CONNECTIONS} at once", per_message),
+    ):
+        runs.append(await measure(f"bare: {label}", bare, [make(bare_port, tls, one) for _ in range(CONNECTIONS)]))
+        runs.append(await measure(f"gateway: {label}", gateway, [make(edge, tls, one) for _ in range(CONNECTIONS)]))
+        print_runs(runs[-2:], services)
+    label = f"1 MB attachment, {CONNECTIONS} persistent"
+    runs.append(await measure(f"bare: {label}", bare, [persistent(bare_port, tls, mb) for _ in range(CONNECTIONS)]))
+    runs.append(await measure(f"gateway: {label}", gateway, [persistent(edge, tls, mb) for _ in range(CONNECTIONS)]))
+    print_runs(runs[-2:], services)
+
+    set_api_latency(stack, 20)
+    try:
+        runs.append(await measure("gateway: 278 msg/s offered, API +20 ms", gateway, [open_loop(edge, tls, one, 278)]))
+        fan: dict[int, Run] = {}
+        for count in (1, 100):
+            label = f"gateway: {count} recipient(s), 1 connection, API +20 ms"
+            worker = persistent(edge, tls, small(count))
+            fan[count] = await measure(label, gateway, [worker], seconds=max(5.0, SECONDS / 2))
+            runs.append(fan[count])
+    finally:
+        set_api_latency(stack, 0)
+    print_runs(runs[-3:], services)
+
+    print("\nAll shapes, side by side (latency ms; CPU ms per message; peak RSS MiB):")
+    print_runs(runs, services)
+    base, gw = runs[0], runs[1]
+    bare_cpu = base.cpu_ms()["bare-aiosmtpd"]
+    gw_cpu = gw.cpu_ms()["smtp-edge"] + gw.cpu_ms()["forwarder"]
+    print(
+        f"\nsmall, persistent: edge+forwarder {gw_cpu:.2f} CPU ms/msg = {gw_cpu / bare_cpu:.1f}x bare aiosmtpd "
+        f"({bare_cpu:.2f}); throughput {gw.rate:.0f} vs {base.rate:.0f} msg/s"
+    )
+    p50 = {n: percentile(r.latencies, 0.5) for n, r in fan.items()}
+    print(f"fan-out at API +20 ms: 100 recipients p50 {p50[100] * 1000:.0f} ms = {p50[100] / p50[1]:.1f}x 1 recipient")
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory() as scratch:
-        certificate = ensure_dev_certificate(Path(scratch) / "certs")
-        stack = Stack(
-            StackPorts.ephemeral(),
-            certificate,
-            log_dir=Path(scratch),
-            extra_env={
-                # Every bench client comes from 127.0.0.1 as the demo account: the abuse limits would measure
-                # themselves, not the gateway.
-                "edge": {
-                    "MAX_CONNECTIONS_PER_IP": "500",
-                    "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
-                    "RATE_LIMIT_PER_ACCOUNT_PER_MINUTE": "0",
-                    "LOG_LEVEL": "WARNING",
-                },
-                "forwarder": {"LOG_LEVEL": "WARNING"},
-                "sandbox": {"LOG_LEVEL": "WARNING"},
-            },
-        )
-        stack.start()
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
+    with running_stack() as (stack, tls):
+        bare, bare_port = start_bare(stack)
         try:
-            tls = ssl.create_default_context(cafile=str(certificate.ca_file))
-            asyncio.run(run(stack, tls))
+            uvloop.run(side_by_side(stack, tls, bare.pid, bare_port))
         finally:
-            stack.stop()
-    return 0
+            bare.terminate()
+            bare.wait(10)
+        if "burst" not in SKIP:
+            print("\n20 MB burst (bench/burst.py):", flush=True)
+            asyncio.run(burst.run(stack, tls))
+    problems: list[str] = []
+    if "soak" not in SKIP:
+        print("\n60-second soak (bench/soak.py):", flush=True)
+        problems = soak.run_soak(60.0, 278.0, sample_seconds=3.0)
+    print(f"\nload average after: {os.getloadavg()}")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

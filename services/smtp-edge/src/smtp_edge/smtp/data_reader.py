@@ -92,6 +92,9 @@ async def read_data(
     """Reads up to and including the end-of-data line. Over the size limit the rest is read and dropped, so the
     reply comes after the client finished sending (RFC 5321 4.2.5) and the session stays usable.
     `on_progress` runs after every piece: a slow but moving upload is not an idle client."""
+    # Two private StreamReader attributes (asyncio's reader, on uvloop too): `_buffer` and `_limit`. The public
+    # alternative, read(n) plus our own search, cannot give back bytes pipelined after the end of data.
+    # tests/unit/edge/test_stream_reader_internals.py fails loudly if a Python upgrade changes either.
     # The DATA command's own CRLF begins the first line: a message may end at once with a lone ".".
     reader._buffer[:0] = b"\r\n"  # type: ignore[attr-defined]
     saved_limit = reader._limit  # type: ignore[attr-defined]

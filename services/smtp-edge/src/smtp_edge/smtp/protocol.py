@@ -8,7 +8,7 @@ import contextlib
 import time
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 import structlog
 from aiosmtpd.smtp import SMTP, syntax
@@ -184,8 +184,9 @@ class GatewaySMTP(SMTP):
         """RFC 5321 4.5.3.2: say why before closing an idle connection (aiosmtpd just closes it)."""
         reply = SHUTTING_DOWN if self._live.draining else "421 4.4.2 Timeout waiting for a command, closing connection"
         log.info("session timed out", reply=reply)
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        # A cast, not isinstance(asyncio.WriteTransport): uvloop's transports implement it without subclassing it.
+        transport = cast(asyncio.WriteTransport | None, self.transport)
+        if transport is not None and not transport.is_closing():
             transport.write(reply.encode() + b"\r\n")
             transport.close()
 

@@ -1,0 +1,60 @@
+"""smtp/data_reader.read_data relies on two private attributes of asyncio.StreamReader (aiosmtpd's reader): `_buffer`
+(a bytearray it prepends the DATA command's CRLF to) and `_limit` (raised to 1 MiB while DATA is read, so
+`readuntil` works in C over large pieces instead of 1 KiB ones). Neither is a public API: these tests fail loudly
+when a Python upgrade changes either, on both event loops the edge may run (asyncio's default loop, uvloop)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+import uvloop
+
+from smtp_edge.smtp.data_reader import END_OF_DATA, read_data
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def run_on(loop_name: str, check: Callable[[], object]) -> None:
+    async def main() -> None:
+        result = check()
+        if asyncio.iscoroutine(result):
+            await result
+
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(main())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_stream_reader_still_has_the_private_attributes_data_reader_uses(loop_name: str) -> None:
+    async def check() -> None:
+        reader = asyncio.StreamReader(limit=1024)
+        assert isinstance(reader._buffer, bytearray), "asyncio.StreamReader._buffer is gone or not a bytearray"
+        assert reader._limit == 1024, "asyncio.StreamReader._limit no longer holds the limit"
+        reader.feed_data(b"world" + END_OF_DATA)
+        reader._buffer[:0] = b"hello "  # what read_data does with the DATA command's CRLF
+        reader._limit = 1 << 20
+        reader.feed_data(b"x" * 5000 + END_OF_DATA)
+        assert await reader.readuntil(END_OF_DATA) == b"hello world" + END_OF_DATA
+        # Over the original 1 KiB limit: only a raised `_limit` lets this through without LimitOverrunError.
+        assert await reader.readuntil(END_OF_DATA) == b"x" * 5000 + END_OF_DATA
+
+    run_on(loop_name, check)
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_read_data_restores_the_limit_and_keeps_what_follows(loop_name: str) -> None:
+    async def check() -> None:
+        reader = asyncio.StreamReader(limit=1024)
+        body = b"line\r\n" * 2000
+        reader.feed_data(body + b".\r\nQUIT\r\n")
+        outcome = await read_data(reader, size_limit=None)
+        assert outcome.problem is None and outcome.content == body
+        assert reader._limit == 1024
+        assert await reader.readline() == b"QUIT\r\n"
+
+    run_on(loop_name, check)
