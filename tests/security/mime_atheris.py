@@ -16,7 +16,7 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["smtp_edge.mime", "email"]):
+with atheris.instrument_imports(include=["gateway_mime", "email"]):
     from tests.security import mime_bounds
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from smtp_edge.mime.model import MessageRejected, ParsedMessage
-from smtp_edge.mime.parser import parse_message
+from gateway_mime.model import MessageRejected, ParsedMessage
+from gateway_mime.parser import parse_message
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "mime"
 MAX_ATTACHMENT_BYTES = 1 << 20

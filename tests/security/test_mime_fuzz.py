@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtp_edge.mime.parser import parse_message
+from gateway_mime.parser import parse_message
 from tests.security import mime_bounds
 from tests.security.conftest import fuzz_derandomized, fuzz_examples
 
