@@ -41,7 +41,7 @@ def check(raw: bytes) -> ParsedMessage | None:
     """Parses like the edge does; None for a documented refusal, AssertionError for a broken bound. Any other
     exception propagates: that is a bug (parse_message promises MessageRejected and nothing else)."""
     try:
-        parsed = parse_message(raw, message_id_domain="fuzz.test", max_attachment_bytes=MAX_ATTACHMENT_BYTES)
+        parsed = parse_message(raw, max_attachment_bytes=MAX_ATTACHMENT_BYTES)
     except MessageRejected:
         return None
     except UnicodeEncodeError as error:
@@ -65,7 +65,7 @@ def known_surrogateescape_defect(error: UnicodeEncodeError) -> bool:
     multipart, in an encoded word). The edge then answers 451 4.3.0 for a message that will never parse.
     Tolerated so the fuzzer keeps looking for other bugs."""
     frames = traceback.extract_tb(error.__traceback__)
-    ours = any("smtp_edge" in frame.filename and "mime" in frame.filename for frame in frames)
+    ours = any("gateway_mime" in frame.filename for frame in frames)
     last = (frames[-1].line or "").replace("'", '"') if frames else ""
     return error.encoding == "ascii" and ours and 'encode("ascii", "surrogateescape")' in last
 
@@ -75,5 +75,5 @@ def known_nul_charset_defect(error: ValueError) -> bool:
     8-bit body makes the stdlib's Message.get_payload raise ValueError("embedded null character") from
     parser.py _payload_bytes (the edge answers 451 4.3.0 to a message that will never parse)."""
     frames = traceback.extract_tb(error.__traceback__)
-    ours = any("smtp_edge" in frame.filename and "mime" in frame.filename for frame in frames)
+    ours = any("gateway_mime" in frame.filename for frame in frames)
     return ours and str(error) == "embedded null character"

@@ -92,7 +92,13 @@ def leak_stack(
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     accounts = [
         {"username": "demo@example.com", "password": "demo-password", "account_id": "acct-demo", "email": "d@x.test"},
-        {"username": USERNAME, "password": PASSWORD, "account_id": f"acct-{RUN}", "email": USERNAME},
+        {
+            "username": USERNAME,
+            "password": PASSWORD,
+            "account_id": f"acct-{RUN}",
+            "email": USERNAME,
+            "senders": [{"email": USERNAME}],  # v2: the From must be a confirmed sender
+        },
     ]
     stack = Stack(
         ports,
@@ -130,7 +136,7 @@ def message(subject: str) -> bytes:
     mail["To"] = "bob@example.net"
     mail["Subject"] = subject
     mail.set_content(f"Hello,\n{BODY_SECRET}\n")
-    mail.add_attachment(ATTACHMENT_SECRET * 4, maintype="application", subtype="octet-stream", filename="s.bin")
+    mail.add_attachment(ATTACHMENT_SECRET * 4, maintype="application", subtype="pdf", filename="s.pdf")
     return mail.as_bytes().replace(b"\n", b"\r\n")
 
 
