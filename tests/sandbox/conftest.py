@@ -260,3 +260,15 @@ async def send_v2(
 ) -> httpx.Response:
     params = {"account_id": account_id} if account_id is not None else None
     return await http.post("/v2/emails", json=payload, params=params, headers=bearer(token, "corr-v2"))
+
+
+@pytest.fixture
+async def token(client: httpx.AsyncClient) -> str:
+    """A v2 access token of the demo user."""
+    return await v2_token(client)
+
+
+@pytest.fixture
+async def ann(client: httpx.AsyncClient, token: str) -> str:
+    """The id of the demo account's confirmed sender ann@example.com."""
+    return await sender_id(client, token, "ann@example.com")

@@ -31,17 +31,6 @@ from tests.sandbox.conftest import (
 from tests.sandbox.test_v2_tokens import assert_detail
 
 
-@pytest.fixture
-async def token(client: httpx.AsyncClient) -> str:
-    return await v2_token(client)
-
-
-@pytest.fixture
-async def ann(client: httpx.AsyncClient, token: str) -> str:
-    """The id of the demo account's confirmed sender ann@example.com."""
-    return await sender_id(client, token, "ann@example.com")
-
-
 async def test_accepted_email_answers_201_and_is_recorded_as_posted(
     client: httpx.AsyncClient, token: str, ann: str
 ) -> None:

@@ -14,23 +14,11 @@ from tests.sandbox.conftest import (
     make_settings,
     recorded,
     send_v2,
-    sender_id,
     stats,
-    v2_token,
     valid_v2_email,
 )
 from tests.sandbox.test_faults import set_faults
 from tests.sandbox.test_v2_tokens import assert_detail
-
-
-@pytest.fixture
-async def token(client: httpx.AsyncClient) -> str:
-    return await v2_token(client)
-
-
-@pytest.fixture
-async def ann(client: httpx.AsyncClient, token: str) -> str:
-    return await sender_id(client, token, "ann@example.com")
 
 
 async def test_accept_then_drop_records_the_email_and_logs_it_but_loses_the_answer(

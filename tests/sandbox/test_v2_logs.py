@@ -42,11 +42,6 @@ async def logs(http: httpx.AsyncClient, token: str, **params: Any) -> dict[str, 
     return body
 
 
-@pytest.fixture
-async def token(client: httpx.AsyncClient) -> str:
-    return await v2_token(client)
-
-
 async def test_each_accepted_email_is_logged_submitted_then_queued(client: httpx.AsyncClient, token: str) -> None:
     ann = await sender_id(client, token, "ann@example.com")
     email_id = (await send_v2(client, token, valid_v2_email(ann))).json()["data"]["id"]
