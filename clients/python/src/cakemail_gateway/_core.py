@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -39,6 +39,40 @@ class SendResult:
 class Account:
     account_id: str
     email: str
+
+
+# gRPC metadata of a call authenticated with a Cakemail access token (docs/grpc-api.md, "Authentication").
+AUTHORIZATION_KEY = "authorization"
+ACCOUNT_ID_KEY = "x-cakemail-account-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """How calls authenticate: a Cakemail user's credentials, or an access token for one account. The secrets stay
+    out of repr()."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    token: str = field(default="", repr=False)
+    account_id: str = ""
+
+    @classmethod
+    def of(cls, *, username: str = "", password: str = "", token: str = "", account_id: str = "") -> Auth:
+        if token and (username or password):
+            raise ValueError("give either username and password, or token and account_id, not both")
+        if token and not account_id:
+            raise ValueError("an access token needs the account_id it acts for")
+        if not token and not username:
+            raise ValueError("give username and password, or token and account_id")
+        return cls(username, password, token, account_id)
+
+    def credentials(self) -> pb.Credentials:
+        return pb.Credentials() if self.token else pb.Credentials(username=self.username, password=self.password)
+
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        if not self.token:
+            return None
+        return ((AUTHORIZATION_KEY, f"Bearer {self.token}"), (ACCOUNT_ID_KEY, self.account_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +110,10 @@ def message_bytes(message: EmailMessage) -> bytes:
 
 
 def raw_frames(
-    raw: bytes, *, username: str, password: str, sender: str, recipients: Sequence[str]
+    raw: bytes, *, auth: Auth, sender: str, recipients: Sequence[str]
 ) -> Iterator[pb.SubmitRawMessageRequest]:
     start = pb.RawMessageStart(
-        credentials=pb.Credentials(username=username, password=password),
+        credentials=auth.credentials(),
         envelope=pb.Envelope(mail_from=sender, rcpt_tos=list(recipients)),
         data=raw[:CHUNK_BYTES],
     )

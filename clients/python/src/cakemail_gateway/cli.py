@@ -36,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--server", default=env("CAKEMAIL_GATEWAY_TARGET", "127.0.0.1:50051"), help="gRPC target")
     send.add_argument("--username", default=env("CAKEMAIL_GATEWAY_USERNAME"), help="or CAKEMAIL_GATEWAY_USERNAME")
     send.add_argument("--password", default=env("CAKEMAIL_GATEWAY_PASSWORD"), help="or CAKEMAIL_GATEWAY_PASSWORD")
+    send.add_argument(
+        "--token",
+        default=env("CAKEMAIL_ACCESS_TOKEN"),
+        help="a Cakemail access token instead of username and password (or CAKEMAIL_ACCESS_TOKEN)",
+    )
+    send.add_argument(
+        "--account-id",
+        default=env("CAKEMAIL_ACCOUNT_ID"),
+        help="with --token: the Cakemail account to send for (or CAKEMAIL_ACCOUNT_ID)",
+    )
     send.add_argument("--from", dest="sender", required=True, help="the From: and envelope sender")
     send.add_argument("--to", action="append", default=[], help="recipient (repeat)")
     send.add_argument("--cc", action="append", default=[], help="Cc recipient (repeat)")
@@ -90,6 +100,19 @@ def _tls(args: argparse.Namespace) -> TlsConfig | None:
     )
 
 
+def _auth_problem(args: argparse.Namespace) -> str:
+    """Why the arguments do not say how to authenticate; "" when they do."""
+    if args.token:
+        if args.username or args.password:
+            return "give --token/--account-id or --username/--password (or their environment variables), not both"
+        if not args.account_id:
+            return "--token needs --account-id (or CAKEMAIL_ACCOUNT_ID): the Cakemail account to send for"
+        return ""
+    if not args.username or not args.password:
+        return "--username and --password, or --token and --account-id (or their environment variables), are required"
+    return ""
+
+
 def exit_code(error: GatewayError) -> int:
     if isinstance(error, InvalidCredentials | PermissionDenied):
         return EXIT_AUTH
@@ -127,10 +150,9 @@ def _result_json(result: SendResult) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     recipients = [*args.to, *args.cc, *args.bcc]
-    if not args.username or not args.password:
-        print(
-            "cakemail-gateway: --username and --password (or their environment variables) are required", file=sys.stderr
-        )
+    problem = _auth_problem(args)
+    if problem:
+        print(f"cakemail-gateway: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if not recipients:
         print("cakemail-gateway: at least one --to, --cc or --bcc is required", file=sys.stderr)
@@ -141,7 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         with GatewayClient(
-            args.server, username=args.username, password=args.password, timeout=args.timeout, tls=_tls(args)
+            args.server,
+            username="" if args.token else args.username,
+            password="" if args.token else args.password,
+            token=args.token or "",
+            account_id=(args.account_id or "") if args.token else "",
+            timeout=args.timeout,
+            tls=_tls(args),
         ) as client:
             result = client.send_raw(
                 raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), sender=args.sender, recipients=recipients

@@ -14,6 +14,7 @@ from cakemail_gateway._core import (
     AUTHENTICATE,
     SUBMIT_RAW,
     Account,
+    Auth,
     RetryPolicy,
     SendResult,
     channel_options,
@@ -40,8 +41,7 @@ class TlsConfig:
 @dataclass(frozen=True, slots=True)
 class _Settings:
     target: str
-    username: str
-    password: str
+    auth: Auth
     timeout: float
     retry: RetryPolicy
     tls: TlsConfig | None
@@ -54,20 +54,24 @@ def _remaining(deadline: float) -> float:
 
 class GatewayClient:
     """Blocking client. `target` is a gRPC target: host:port, or dns:///forwarder-headless:50051 to spread calls
-    over every forwarder (round_robin). `timeout` bounds each send, retries included."""
+    over every forwarder (round_robin). `timeout` bounds each send, retries included. Authenticate with a Cakemail
+    user's `username` and `password`, or with a Cakemail access `token` and the `account_id` it acts for."""
 
     def __init__(
         self,
         target: str,
         *,
-        username: str,
-        password: str,
+        username: str = "",
+        password: str = "",
+        token: str = "",
+        account_id: str = "",
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         tls: TlsConfig | None = None,
         lb_policy: str = "round_robin",
     ) -> None:
-        self._settings = _Settings(target, username, password, timeout, retry or RetryPolicy(), tls, lb_policy)
+        auth = Auth.of(username=username, password=password, token=token, account_id=account_id)
+        self._settings = _Settings(target, auth, timeout, retry or RetryPolicy(), tls, lb_policy)
         options = channel_options(lb_policy)
         self._channel = (
             grpc.secure_channel(target, tls.credentials(), options=options)
@@ -95,11 +99,10 @@ class GatewayClient:
         self._channel.close()
 
     def authenticate(self, *, timeout: float | None = None) -> Account:
-        request = pb.AuthenticateRequest(
-            credentials=pb.Credentials(username=self._settings.username, password=self._settings.password)
-        )
+        auth = self._settings.auth
+        request = pb.AuthenticateRequest(credentials=auth.credentials())
         try:
-            answer = self._authenticate(request, timeout=timeout or self._settings.timeout)
+            answer = self._authenticate(request, timeout=timeout or self._settings.timeout, metadata=auth.metadata())
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         return Account(answer.account_id, answer.email)
@@ -124,12 +127,12 @@ class GatewayClient:
         attempt = 0
         while True:
             attempt += 1
-            frames = raw_frames(
-                raw, username=settings.username, password=settings.password, sender=sender, recipients=recipients
-            )
+            frames = raw_frames(raw, auth=settings.auth, sender=sender, recipients=recipients)
             try:
                 try:
-                    response = self._submit(frames, timeout=max(_remaining(deadline), 0.001))
+                    response = self._submit(
+                        frames, timeout=max(_remaining(deadline), 0.001), metadata=settings.auth.metadata()
+                    )
                 except grpc.RpcError as exc:
                     raise from_rpc_error(exc) from None
                 return result_of(response, attempt)
@@ -147,14 +150,17 @@ class AsyncGatewayClient:
         self,
         target: str,
         *,
-        username: str,
-        password: str,
+        username: str = "",
+        password: str = "",
+        token: str = "",
+        account_id: str = "",
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         tls: TlsConfig | None = None,
         lb_policy: str = "round_robin",
     ) -> None:
-        self._settings = _Settings(target, username, password, timeout, retry or RetryPolicy(), tls, lb_policy)
+        auth = Auth.of(username=username, password=password, token=token, account_id=account_id)
+        self._settings = _Settings(target, auth, timeout, retry or RetryPolicy(), tls, lb_policy)
         options = channel_options(lb_policy)
         self._channel = (
             grpc.aio.secure_channel(target, tls.credentials(), options=options)
@@ -182,11 +188,12 @@ class AsyncGatewayClient:
         await self._channel.close()
 
     async def authenticate(self, *, timeout: float | None = None) -> Account:
-        request = pb.AuthenticateRequest(
-            credentials=pb.Credentials(username=self._settings.username, password=self._settings.password)
-        )
+        auth = self._settings.auth
+        request = pb.AuthenticateRequest(credentials=auth.credentials())
         try:
-            answer = await self._authenticate(request, timeout=timeout or self._settings.timeout)
+            answer = await self._authenticate(
+                request, timeout=timeout or self._settings.timeout, metadata=auth.metadata()
+            )
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
         return Account(answer.account_id, answer.email)
@@ -209,12 +216,12 @@ class AsyncGatewayClient:
         attempt = 0
         while True:
             attempt += 1
-            frames = raw_frames(
-                raw, username=settings.username, password=settings.password, sender=sender, recipients=recipients
-            )
+            frames = raw_frames(raw, auth=settings.auth, sender=sender, recipients=recipients)
             try:
                 try:
-                    response = await self._submit(frames, timeout=max(_remaining(deadline), 0.001))
+                    response = await self._submit(
+                        frames, timeout=max(_remaining(deadline), 0.001), metadata=settings.auth.metadata()
+                    )
                 except grpc.RpcError as exc:
                     raise from_rpc_error(exc) from None
                 return result_of(response, attempt)

@@ -104,7 +104,9 @@ class InvalidCredentials(GatewayError):
 
 
 class PermissionDenied(GatewayError):
-    """The credentials are valid but cannot be used here (e.g. an MFA-protected user): see details.preconditions."""
+    """The credentials are valid but cannot be used here (an MFA-protected user, an access token used for an account
+    it may not act for, or a forwarder whose API flavor cannot check tokens): see details.reason and
+    details.preconditions."""
 
 
 class InvalidRequest(GatewayError):
@@ -128,6 +130,9 @@ _BY_REASON: dict[str, type[GatewayError]] = {
     "RECIPIENTS_DEFERRED": RecipientsDeferred,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "INVALID_CREDENTIALS": InvalidCredentials,
+    "INVALID_TOKEN": InvalidCredentials,
+    "ACCOUNT_FORBIDDEN": PermissionDenied,
+    "TOKEN_AUTH_UNSUPPORTED": PermissionDenied,
     "MFA_REQUIRED": PermissionDenied,
     "MALFORMED_REQUEST": InvalidRequest,
     "SENDER_NOT_CONFIRMED": SenderNotConfirmed,

@@ -39,6 +39,34 @@ class ApiMfaRequired(ApiCredentialsRejected):
     outcome = "mfa_required"
 
 
+class AccessTokenRejected(ApiCredentialsRejected):
+    """A direct gRPC caller's Cakemail access token is unknown, expired or revoked (the API answered 401)."""
+
+    outcome = "invalid_token"
+
+
+class AccountForbidden(ApiError):
+    """The access token is valid but may not act for the account the caller named (the API answered 403)."""
+
+    outcome = "account_forbidden"
+
+    def __init__(self, account: str) -> None:
+        super().__init__(f"the access token may not act for account {account}")
+        self.account = account
+
+
+class TokenAuthUnsupported(ApiError):
+    """The configured API flavor cannot check an access token (v1 knows only credentials): use credentials."""
+
+    outcome = "token_unsupported"
+
+    def __init__(self, flavor: str) -> None:
+        super().__init__(
+            f"access tokens need the v2 Cakemail API; this forwarder speaks {flavor}: send credentials instead"
+        )
+        self.flavor = flavor
+
+
 class ApiRateLimited(ApiError):
     outcome = "http_429"
 

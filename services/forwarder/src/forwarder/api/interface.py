@@ -42,6 +42,12 @@ class CakemailApi(Protocol):
         """A new session; `previous` (expired or about to) may be refreshed instead of sending the password again."""
         ...
 
+    async def verify_token(self, access_token: str, account_id: str, ctx: CallContext) -> Session:
+        """A session for a direct caller's Cakemail access token, checked with the API for `account_id`: raises
+        AccessTokenRejected (401), AccountForbidden (403), or TokenAuthUnsupported when the flavor cannot check
+        tokens."""
+        ...
+
     async def prepare(
         self, session: Session, email: OutgoingEmail, message: MessageRef, ctx: CallContext
     ) -> Submission:

@@ -51,6 +51,9 @@ class Session:
     email: str
     expires_in: float
     refresh_token: str = ""
+    # True for a direct caller's access token checked for one account: every call names that account
+    # (?account_id=), never the token's default one, which the gateway does not know.
+    pinned_account: bool = False
 
     @property
     def account_id(self) -> str:

@@ -19,6 +19,8 @@ from grpc_status import rpc_status
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from forwarder.api.errors import (
+    AccessTokenRejected,
+    AccountForbidden,
     ApiCredentialsRejected,
     ApiIntegrationError,
     ApiMfaRequired,
@@ -27,6 +29,7 @@ from forwarder.api.errors import (
     ApiUnavailable,
     Rejection,
     SenderNotConfirmed,
+    TokenAuthUnsupported,
 )
 from forwarder.delivery import RecordUnavailable
 from forwarder.resilience.breaker import BreakerOpen
@@ -57,6 +60,8 @@ class Failure:
     field_violations: tuple[tuple[str, str], ...] = ()
     # PreconditionFailure violations: (type, subject, description).
     preconditions: tuple[tuple[str, str, str], ...] = ()
+    # ErrorInfo.metadata: (key, value); never a secret.
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 def _pack(message: object) -> any_pb2.Any:
@@ -106,6 +111,7 @@ def status_of(failure: Failure) -> grpc.Status:
             retry_after=failure.retry_after,
             field_violations=failure.field_violations,
             preconditions=failure.preconditions,
+            metadata=dict(failure.metadata),
         ),
     )
     return rpc_status.to_status(status)
@@ -138,12 +144,15 @@ def _judged(
     retry_after: float | None = None,
     reason: str = "",
     preconditions: Sequence[tuple[str, str, str]] = (),
+    metadata: dict[str, str] | None = None,
 ) -> pb.SubmitMessageResponse:
     response = pb.SubmitMessageResponse(
         result=result, detail=detail, retry_after_seconds=math.ceil(retry_after) if retry_after else 0
     )
     response.details.extend(
-        rich_details(reason or RESULT_REASONS[result], retry_after=retry_after, preconditions=preconditions)
+        rich_details(
+            reason or RESULT_REASONS[result], retry_after=retry_after, preconditions=preconditions, metadata=metadata
+        )
     )
     return response
 
@@ -159,7 +168,9 @@ def submit_outcome(exc: Exception) -> pb.SubmitMessageResponse | Failure:
         )
     if isinstance(exc, ApiRejected):
         return _judged(_REJECTION_RESULTS[exc.kind], exc.detail)
-    if isinstance(exc, MessageTooLarge | AttachmentTooLarge | HeadersTooLarge):
+    if isinstance(exc, MessageTooLarge):
+        return _judged(pb.SUBMIT_RESULT_REJECTED_TOO_LARGE, str(exc), metadata={"limit_bytes": str(exc.limit)})
+    if isinstance(exc, AttachmentTooLarge | HeadersTooLarge):
         return _judged(pb.SUBMIT_RESULT_REJECTED_TOO_LARGE, getattr(exc, "reason", str(exc)))
     if isinstance(exc, MessageRejected):
         # What the MIME core refuses (raw submissions): the edge answers these 550 5.6.0, as over SMTP.
@@ -194,8 +205,34 @@ def _status_failure(exc: Exception) -> Failure:
     if isinstance(exc, ApiMfaRequired):
         mfa = ("MFA_FREE_LOGIN", "user", "SMTP AUTH and gRPC credentials cannot answer a multi-factor challenge")
         return Failure(grpc.StatusCode.PERMISSION_DENIED, MFA_DETAIL, reason="MFA_REQUIRED", preconditions=(mfa,))
+    if isinstance(exc, AccessTokenRejected):
+        return Failure(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "invalid access token: unknown, expired or revoked",
+            reason="INVALID_TOKEN",
+        )
     if isinstance(exc, ApiCredentialsRejected):
         return Failure(grpc.StatusCode.UNAUTHENTICATED, "invalid credentials", reason="INVALID_CREDENTIALS")
+    if isinstance(exc, AccountForbidden):
+        return Failure(
+            grpc.StatusCode.PERMISSION_DENIED,
+            str(exc),
+            reason="ACCOUNT_FORBIDDEN",
+            metadata=(("account_id", exc.account),),
+        )
+    if isinstance(exc, TokenAuthUnsupported):
+        flavor = (
+            "CAKEMAIL_API_FLAVOR",
+            f"forwarder/api_flavor/{exc.flavor}",
+            "access tokens need CAKEMAIL_API_FLAVOR=v2; this forwarder accepts credentials only",
+        )
+        return Failure(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            str(exc),
+            reason="TOKEN_AUTH_UNSUPPORTED",
+            preconditions=(flavor,),
+            metadata=(("api_flavor", exc.flavor),),
+        )
     if isinstance(exc, MalformedStream):
         violation = ((exc.field or "request", exc.description),)
         return Failure(

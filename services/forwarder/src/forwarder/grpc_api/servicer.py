@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
@@ -12,6 +13,7 @@ import structlog
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
 from forwarder.api.context import CallContext
+from forwarder.credentials.principal import AccessToken, PasswordLogin
 from forwarder.grpc_api.outcomes import (
     Failure,
     authenticate_outcome,
@@ -21,11 +23,54 @@ from forwarder.grpc_api.outcomes import (
     submit_response,
 )
 from forwarder.metrics import ForwarderMetrics
-from forwarder.submission.assembly import AssembledMessage, RawLimits, assemble, assemble_raw
+from forwarder.submission.assembly import AssembledMessage, MalformedStream, RawLimits, assemble, assemble_raw
 from forwarder.submission.service import RecipientOutcome, SubmissionService
 from gateway_common.correlation import GRPC_METADATA_KEY, new_correlation_id
 
 log = structlog.get_logger(__name__)
+
+# A direct caller's Cakemail access token (docs/grpc-api.md, "Authentication"): `authorization: Bearer <token>` and
+# the account it acts for. Never logged.
+AUTHORIZATION_KEY = "authorization"
+ACCOUNT_ID_KEY = "x-cakemail-account-id"
+_ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def access_token_of(context: grpc.aio.ServicerContext[object, object]) -> AccessToken | None:
+    """The access token the call carries in its metadata, or None (then the request's credentials authenticate).
+    Raises MalformedStream, naming the metadata key, when the metadata is not of the documented form."""
+    values: dict[str, str] = {}
+    for key, value in context.invocation_metadata() or ():
+        if key in (AUTHORIZATION_KEY, ACCOUNT_ID_KEY):
+            if key in values:
+                raise MalformedStream(f"metadata {key} given twice", field=f"metadata.{key}")
+            values[key] = value if isinstance(value, str) else ""
+    authorization = values.get(AUTHORIZATION_KEY)
+    account = values.get(ACCOUNT_ID_KEY)
+    if authorization is None:
+        if account is not None:
+            raise MalformedStream(
+                f"metadata {ACCOUNT_ID_KEY} needs an access token (authorization: Bearer <token>)",
+                field=f"metadata.{AUTHORIZATION_KEY}",
+            )
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        raise MalformedStream(
+            "metadata authorization must be 'Bearer <access token>'", field=f"metadata.{AUTHORIZATION_KEY}"
+        )
+    if account is None:
+        raise MalformedStream(
+            f"metadata {ACCOUNT_ID_KEY} is required with an access token: the Cakemail account to act for",
+            field=f"metadata.{ACCOUNT_ID_KEY}",
+        )
+    if not _ACCOUNT_ID.fullmatch(account.strip()):
+        raise MalformedStream(
+            f"metadata {ACCOUNT_ID_KEY} must be a Cakemail account id (a positive integer)",
+            field=f"metadata.{ACCOUNT_ID_KEY}",
+        )
+    return AccessToken(token, account.strip())
 
 
 def _bind_request_id(context: grpc.aio.ServicerContext[object, object]) -> str:
@@ -61,39 +106,54 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.AuthenticateResponse:
         ctx = CallContext(_bind_request_id(context), _deadline(context))
+        credentials = request.credentials
         try:
-            token = await self._service.authenticate(request.credentials.username, request.credentials.password, ctx)
+            access_token = access_token_of(context)
+            if access_token is not None and (credentials.username or credentials.password):
+                raise MalformedStream(
+                    "credentials and an access token (authorization metadata) were both given: send one of them",
+                    field="credentials",
+                )
+            principal = access_token or PasswordLogin(credentials.username, credentials.password)
+            token = await self._service.authenticate_principal(principal, ctx)
         except Exception as exc:
             failure = authenticate_outcome(exc)
             log.info("authenticate failed", code=failure.code.name, reason=failure.details)
             await _abort(context, failure)
-        return pb.AuthenticateResponse(account_id=token.account_id, email=token.email or request.credentials.username)
+        return pb.AuthenticateResponse(account_id=token.account_id, email=token.email or credentials.username)
 
     async def SubmitMessage(
         self,
         request_iterator: AsyncIterator[pb.SubmitMessageRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.SubmitMessageResponse:
-        return await self._submit(assemble(request_iterator, size_limit=self._size_limit), context)
+        return await self._submit(
+            lambda token_auth: assemble(request_iterator, size_limit=self._size_limit, token_auth=token_auth), context
+        )
 
     async def SubmitRawMessage(
         self,
         request_iterator: AsyncIterator[pb.SubmitRawMessageRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> pb.SubmitRawMessageResponse:
-        answer = await self._submit(assemble_raw(request_iterator, limits=self._raw_limits), context)
+        answer = await self._submit(
+            lambda token_auth: assemble_raw(request_iterator, limits=self._raw_limits, token_auth=token_auth), context
+        )
         # Same field numbers: the raw response is the structured one's bytes (proto/ says so).
         return pb.SubmitRawMessageResponse.FromString(answer.SerializeToString())
 
     async def _submit(
-        self, assembling: Awaitable[AssembledMessage], context: grpc.aio.ServicerContext[object, object]
+        self,
+        assembling: Callable[[bool], Awaitable[AssembledMessage]],
+        context: grpc.aio.ServicerContext[object, object],
     ) -> pb.SubmitMessageResponse:
         ctx = CallContext(_bind_request_id(context), _deadline(context))
         message: AssembledMessage | None = None
         try:
-            message = await assembling
+            access_token = access_token_of(context)
+            message = await assembling(access_token is not None)
             self._metrics.submission_bytes.observe(message.size)
-            outcomes = await self._service.submit(message, ctx)
+            outcomes = await self._service.submit(message, ctx, access_token)
             answer = submit_response(outcomes)
         except Exception as exc:
             answer = submit_outcome(exc)

@@ -57,7 +57,11 @@ def _content_fingerprint(start: pb.MessageStart) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
-async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_limit: int) -> AssembledMessage:
+async def assemble(
+    requests: AsyncIterator[pb.SubmitMessageRequest], *, size_limit: int, token_auth: bool = False
+) -> AssembledMessage:
+    """`token_auth`: the caller authenticated with an access token in metadata, so the stream carries no
+    credentials (and must not: one way of authenticating per call)."""
     start: pb.MessageStart | None = None
     text = bytearray()
     html = bytearray()
@@ -70,7 +74,7 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
             if frame != "start":
                 raise MalformedStream("the first frame must be a MessageStart", field="start")
             start = request.start
-            _check_start(start)
+            _check_start(start, token_auth)
             attachments = [bytearray() for _ in start.attachments]
             total = len(start.text_body.encode()) + len(start.html_body.encode())
             digest.update(_content_fingerprint(start))
@@ -122,17 +126,26 @@ async def assemble(requests: AsyncIterator[pb.SubmitMessageRequest], *, size_lim
     )
 
 
-def _check_envelope(credentials: pb.Credentials, envelope: pb.Envelope) -> None:
-    if not credentials.username:
-        raise MalformedStream("credentials.username is required", field="start.credentials.username")
+def _check_envelope(credentials: pb.Credentials, envelope: pb.Envelope, token_auth: bool = False) -> None:
+    if token_auth:
+        if credentials.username or credentials.password:
+            raise MalformedStream(
+                "credentials and an access token (authorization metadata) were both given: send one of them",
+                field="start.credentials",
+            )
+    elif not credentials.username:
+        raise MalformedStream(
+            "credentials.username is required (or an access token in the authorization metadata)",
+            field="start.credentials.username",
+        )
     if not envelope.rcpt_tos:
         raise MalformedStream("envelope.rcpt_tos needs at least one recipient", field="start.envelope.rcpt_tos")
     if any(not r.strip() for r in envelope.rcpt_tos):
         raise MalformedStream("envelope.rcpt_tos holds an empty address", field="start.envelope.rcpt_tos")
 
 
-def _check_start(start: pb.MessageStart) -> None:
-    _check_envelope(start.credentials, start.envelope)
+def _check_start(start: pb.MessageStart, token_auth: bool = False) -> None:
+    _check_envelope(start.credentials, start.envelope, token_auth)
     if not start.headers.HasField("from") and not start.envelope.mail_from:
         raise MalformedStream(
             "neither headers.from nor envelope.mail_from names a sender", field="start.envelope.mail_from"
@@ -153,7 +166,9 @@ async def _frames(frames: Iterator[pb.SubmitMessageRequest]) -> AsyncIterator[pb
         yield frame
 
 
-async def assemble_raw(requests: AsyncIterator[pb.SubmitRawMessageRequest], *, limits: RawLimits) -> AssembledMessage:
+async def assemble_raw(
+    requests: AsyncIterator[pb.SubmitRawMessageRequest], *, limits: RawLimits, token_auth: bool = False
+) -> AssembledMessage:
     """A SubmitRawMessage stream -> the message SubmitMessage would have received from the edge for the same bytes:
     parsed by the edge's MIME core (gateway_mime.read_submission), framed by its frame builder, then assembled and
     checked like any SubmitMessage stream. Raises MessageRejected (gateway_mime) for what the parser refuses."""
@@ -179,7 +194,7 @@ async def assemble_raw(requests: AsyncIterator[pb.SubmitRawMessageRequest], *, l
         raise MalformedStream("empty stream: no RawMessageStart", field="start")
     if not raw.strip():
         raise MalformedStream("the message is empty", field="start.data")
-    _check_envelope(start.credentials, start.envelope)
+    _check_envelope(start.credentials, start.envelope, token_auth)
     envelope = SmtpEnvelope(mail_from=start.envelope.mail_from, rcpt_tos=tuple(start.envelope.rcpt_tos))
     credentials = SmtpCredentials(start.credentials.username, start.credentials.password)
     message = bytes(raw)
@@ -192,4 +207,4 @@ async def assemble_raw(requests: AsyncIterator[pb.SubmitRawMessageRequest], *, l
         message_id_domain=limits.message_id_domain,
     )
     frames = submission_frames(parsed, envelope, credentials, message_identity=identity)
-    return await assemble(_frames(frames), size_limit=limits.size_limit)
+    return await assemble(_frames(frames), size_limit=limits.size_limit, token_auth=token_auth)

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 import structlog
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiCredentialsRejected, ApiMfaRequired, ApiUnavailable
+from forwarder.api.errors import AccessTokenRejected, ApiCredentialsRejected, ApiMfaRequired, ApiUnavailable
 from forwarder.api.interface import CakemailApi, Delivery, Submission
 from forwarder.api.model import MessageRef, Session
+from forwarder.credentials.principal import AccessToken, PasswordLogin, Principal
 from forwarder.credentials.token_cache import TokenCache
 from forwarder.delivery import ClaimState, DeliveryRecord, RecipientKey, RecordUnavailable
 from forwarder.metrics import ForwarderMetrics
@@ -62,6 +63,7 @@ class SubmissionService:
         self._background: set[asyncio.Future[None]] = set()
         self.tokens = TokenCache(
             self._sign_in,
+            verify=self._verify_token,
             ttl_cap_seconds=token_ttl_cap_seconds,
             max_entries=token_cache_max_entries,
             metrics=metrics,
@@ -71,20 +73,48 @@ class SubmissionService:
         # The sign-in belongs to the cache, not to one caller: no caller's deadline bounds it.
         return await self._api.sign_in(username, password, previous, CallContext(request_id))
 
-    async def _session(self, username: str, password: str, ctx: CallContext) -> Session:
-        return await self.tokens.token_for(username, password, ctx.request_id)
+    async def _verify_token(self, access_token: str, account_id: str, request_id: str) -> Session:
+        # As for a sign-in: the check belongs to the cache, not to one caller.
+        return await self._api.verify_token(access_token, account_id, CallContext(request_id))
+
+    async def _session(self, principal: Principal, ctx: CallContext) -> Session:
+        if isinstance(principal, AccessToken):
+            return await self.tokens.session_for_token(principal.token, principal.account_id, ctx.request_id)
+        return await self.tokens.token_for(principal.username, principal.password, ctx.request_id)
+
+    def _forget(self, principal: Principal, attempt: int) -> None:
+        """The API said 401 with a cached session: drop it; on the second attempt, give up with the precise error."""
+        if isinstance(principal, AccessToken):
+            self.tokens.invalidate_token(principal.token, principal.account_id)
+            if attempt == 2:
+                raise AccessTokenRejected("the access token was refused")
+        else:
+            self.tokens.invalidate(principal.username, principal.password)
 
     async def authenticate(self, username: str, password: str, ctx: CallContext) -> Session:
-        return await self._session(username, password, ctx)
+        return await self._session(PasswordLogin(username, password), ctx)
 
-    async def submit(self, message: AssembledMessage, ctx: CallContext) -> tuple[RecipientOutcome, ...]:
-        """One outcome per envelope recipient. Raises when the message as a whole cannot go (credentials, sender,
-        content the API cannot carry): then nothing was sent."""
+    async def authenticate_principal(self, principal: Principal, ctx: CallContext) -> Session:
+        return await self._session(principal, ctx)
+
+    @staticmethod
+    def _principal_of(message: AssembledMessage, principal: Principal | None) -> Principal:
+        if principal is not None:
+            return principal
         credentials = message.start.credentials
+        return PasswordLogin(credentials.username, credentials.password)
+
+    async def submit(
+        self, message: AssembledMessage, ctx: CallContext, principal: Principal | None = None
+    ) -> tuple[RecipientOutcome, ...]:
+        """One outcome per envelope recipient. Raises when the message as a whole cannot go (credentials, sender,
+        content the API cannot carry): then nothing was sent. `principal`: who the call acts for; by default the
+        message's credentials."""
+        who = self._principal_of(message, principal)
         email = to_outgoing_email(message)
         ref = MessageRef(message.identity, message.content_digest)
         for attempt in (1, 2):
-            session = await self._session(credentials.username, credentials.password, ctx)
+            session = await self._session(who, ctx)
             try:
                 plan = await self._api.prepare(session, email, ref, ctx)
                 break
@@ -92,44 +122,43 @@ class SubmissionService:
                 raise
             except ApiCredentialsRejected:
                 # The cached token went stale (revoked, expired early): sign in once more, then give up.
-                self.tokens.invalidate(credentials.username, credentials.password)
+                self._forget(who, attempt)
                 if attempt == 2:
                     raise
         slots = asyncio.Semaphore(self._settings.recipient_concurrency)
 
         async def bounded(delivery: Delivery) -> list[RecipientOutcome]:
             async with slots:
-                return await self._deliver(plan, delivery, message, ctx)
+                return await self._deliver(plan, delivery, message, who, ctx)
 
         results = await asyncio.gather(*(bounded(delivery) for delivery in plan.deliveries))
         return tuple(outcome for batch in results for outcome in batch)
 
-    async def _send(self, delivery: Delivery, message: AssembledMessage, ctx: CallContext) -> str:
-        credentials = message.start.credentials
+    async def _send(self, delivery: Delivery, who: Principal, ctx: CallContext) -> str:
         for attempt in (1, 2):
-            session = await self._session(credentials.username, credentials.password, ctx)
+            session = await self._session(who, ctx)
             try:
                 return await delivery.send(session, ctx)
             except ApiMfaRequired:
                 raise
             except ApiCredentialsRejected:
-                self.tokens.invalidate(credentials.username, credentials.password)
+                self._forget(who, attempt)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     async def _deliver(
-        self, plan: Submission, delivery: Delivery, message: AssembledMessage, ctx: CallContext
+        self, plan: Submission, delivery: Delivery, message: AssembledMessage, who: Principal, ctx: CallContext
     ) -> list[RecipientOutcome]:
         if not plan.needs_record:
             # The API deduplicates this call itself (v1's Idempotency-Key).
             try:
-                email_id = await self._send(delivery, message, ctx)
+                email_id = await self._send(delivery, who, ctx)
             except Exception as exc:
                 return [RecipientOutcome(r, error=exc) for r in delivery.recipients]
             return [RecipientOutcome(r, email_id=email_id) for r in delivery.recipients]
         (recipient,) = delivery.recipients  # a recorded delivery has one recipient (api.interface.Submission)
-        return [await self._deliver_once(plan, delivery, recipient, message, ctx)]
+        return [await self._deliver_once(plan, delivery, recipient, message, who, ctx)]
 
     def _lease_seconds(self, ctx: CallContext) -> float:
         remaining = ctx.remaining()
@@ -137,7 +166,13 @@ class SubmissionService:
         return base + self._settings.lease_margin_seconds
 
     async def _deliver_once(
-        self, plan: Submission, delivery: Delivery, recipient: str, message: AssembledMessage, ctx: CallContext
+        self,
+        plan: Submission,
+        delivery: Delivery,
+        recipient: str,
+        message: AssembledMessage,
+        who: Principal,
+        ctx: CallContext,
     ) -> RecipientOutcome:
         """Claim the recipient in the delivery record, send at most once, record how it ended."""
         key = RecipientKey(plan.account_id, message.identity, recipient)
@@ -150,11 +185,11 @@ class SubmissionService:
         if claim.state is ClaimState.IN_FLIGHT:
             return RecipientOutcome(recipient, error=DeliveryInFlight(f"{recipient}: another attempt is delivering it"))
         if claim.state is ClaimState.AMBIGUOUS:
-            settled = await self._settle_ambiguous(delivery, key, claim.since or time.time(), message, ctx)
+            settled = await self._settle_ambiguous(delivery, key, claim.since or time.time(), who, ctx)
             if settled is not None:
                 return settled
         try:
-            email_id = await self._send(delivery, message, ctx)
+            email_id = await self._send(delivery, who, ctx)
         except ApiUnavailable as exc:
             if exc.ambiguous:
                 self._metrics.ambiguous_submissions.labels("answer_lost").inc()
@@ -179,13 +214,12 @@ class SubmissionService:
         return RecipientOutcome(recipient, email_id=email_id)
 
     async def _settle_ambiguous(
-        self, delivery: Delivery, key: RecipientKey, since: float, message: AssembledMessage, ctx: CallContext
+        self, delivery: Delivery, key: RecipientKey, since: float, who: Principal, ctx: CallContext
     ) -> RecipientOutcome | None:
         """A previous attempt's answer was lost: look for it in the API's activity logs before sending again.
         Returns the outcome when settled without sending; None when the caller should send."""
-        credentials = message.start.credentials
         try:
-            session = await self._session(credentials.username, credentials.password, ctx)
+            session = await self._session(who, ctx)
             found = await delivery.find_previous(session, since, ctx)
         except Exception as exc:
             self._metrics.ambiguous_submissions.labels("lookup_failed").inc()

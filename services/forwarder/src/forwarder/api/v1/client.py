@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiUnavailable
+from forwarder.api.errors import ApiUnavailable, TokenAuthUnsupported
 from forwarder.api.http import HttpTransport, json_body
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
@@ -112,6 +112,10 @@ class V1Api:
         return await self._pipeline.run(
             "auth", lambda call_ctx: self._client.validate_credentials(username, password, call_ctx), ctx
         )
+
+    async def verify_token(self, access_token: str, account_id: str, ctx: CallContext) -> Session:
+        # v1 has no call that checks a token without sending: only credentials can sign in.
+        raise TokenAuthUnsupported("v1")
 
     async def prepare(
         self, session: Session, email: OutgoingEmail, message: MessageRef, ctx: CallContext

@@ -11,7 +11,15 @@ from typing import Any
 import httpx
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiCredentialsRejected, ApiRejected, ApiUnavailable, Rejection, SenderNotConfirmed
+from forwarder.api.errors import (
+    AccessTokenRejected,
+    AccountForbidden,
+    ApiCredentialsRejected,
+    ApiRejected,
+    ApiUnavailable,
+    Rejection,
+    SenderNotConfirmed,
+)
 from forwarder.api.http import HttpTransport
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
@@ -69,9 +77,9 @@ class V2Client:
             raise ApiUnavailable(f"unreadable token response: {exc}") from exc
 
     async def senders_page(
-        self, session: Session, account: str | None, page: int, ctx: CallContext
+        self, session: Session, account: str | None, page: int, ctx: CallContext, *, per_page: int = 0
     ) -> list[wire.Sender]:
-        params: dict[str, Any] = {"page": page, "per_page": wire.SENDERS_PER_PAGE}
+        params: dict[str, Any] = {"page": page, "per_page": per_page or wire.SENDERS_PER_PAGE}
         if account is not None:
             params["account_id"] = account
         response = await self._transport.request(
@@ -187,6 +195,24 @@ class V2Api:
         form = wire.token_form(username, password)
         return await self._pipeline.run("auth", lambda c: self._client.token(form, username, c), ctx)
 
+    async def verify_token(self, access_token: str, account_id: str, ctx: CallContext) -> Session:
+        """The smallest bearer call that names the account: one sender of its list. 401: the token is not valid;
+        403: valid, but not for this account. The session then names that account on every call."""
+        session = Session(
+            access_token=access_token, accounts=(account_id,), email="", expires_in=0, pinned_account=True
+        )
+        try:
+            await self._pipeline.run(
+                "senders", functools.partial(self._client.senders_page, session, account_id, 1, per_page=1), ctx
+            )
+        except ApiCredentialsRejected as exc:
+            raise AccessTokenRejected("the access token was refused") from exc
+        except ApiRejected as exc:
+            if exc.kind is Rejection.FORBIDDEN:
+                raise AccountForbidden(account_id) from exc
+            raise
+        return session
+
     async def _all_senders(self, session: Session, account: str | None, ctx: CallContext) -> tuple[wire.Sender, ...]:
         senders: list[wire.Sender] = []
         for page in range(1, _MAX_SENDER_PAGES + 1):
@@ -237,7 +263,8 @@ class V2Api:
     ) -> Submission:
         controls = wire.read_controls(email.headers)
         attachments = tuple(wire.api_attachment(a, i) for i, a in enumerate(email.attachments))
-        explicit = controls.account_id is not None
+        # A checked access token acts for the account it was checked for: always named, never the token's default.
+        explicit = controls.account_id is not None or session.pinned_account
         account = controls.account_id or session.account_id
         if explicit and account not in session.accounts:
             raise ApiRejected(
