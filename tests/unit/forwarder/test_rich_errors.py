@@ -10,6 +10,8 @@ from google.rpc import status_pb2
 
 from cakemail_gateway import errors as client_errors
 from forwarder.api.errors import (
+    AccessTokenRejected,
+    AccountForbidden,
     ApiCredentialsRejected,
     ApiIntegrationError,
     ApiMfaRequired,
@@ -18,6 +20,7 @@ from forwarder.api.errors import (
     ApiUnavailable,
     Rejection,
     SenderNotConfirmed,
+    TokenAuthUnsupported,
 )
 from forwarder.delivery import RecordUnavailable
 from forwarder.grpc_api.outcomes import ERROR_DOMAIN, Failure, authenticate_outcome, status_of, submit_outcome
@@ -56,6 +59,15 @@ class _Rpc(grpc.RpcError):
             client_errors.InvalidCredentials,
         ),
         (ApiMfaRequired("mfa"), "PERMISSION_DENIED", "MFA_REQUIRED", None, client_errors.PermissionDenied),
+        (AccessTokenRejected("no"), "UNAUTHENTICATED", "INVALID_TOKEN", None, client_errors.InvalidCredentials),
+        (AccountForbidden("7"), "PERMISSION_DENIED", "ACCOUNT_FORBIDDEN", None, client_errors.PermissionDenied),
+        (
+            TokenAuthUnsupported("v1"),
+            "FAILED_PRECONDITION",
+            "TOKEN_AUTH_UNSUPPORTED",
+            None,
+            client_errors.PermissionDenied,
+        ),
         (
             MalformedStream("x", field="start"),
             "INVALID_ARGUMENT",
@@ -84,6 +96,22 @@ def test_status_failures_carry_rich_details(
     assert type(decoded) is typed
     assert (decoded.reason, decoded.details.domain, decoded.retry_after) == (reason, ERROR_DOMAIN, retry)
     assert decoded.message == failure.details
+
+
+def test_token_failures_say_which_account_or_flavor() -> None:
+    forbidden = client_errors.from_rpc_error(_Rpc(status_of(authenticate_outcome(AccountForbidden("1002")))))
+    assert forbidden.details.metadata == {"account_id": "1002"}
+    unsupported = client_errors.from_rpc_error(_Rpc(status_of(authenticate_outcome(TokenAuthUnsupported("v1")))))
+    assert unsupported.details.metadata == {"api_flavor": "v1"}
+    assert [v.type for v in unsupported.details.preconditions] == ["CAKEMAIL_API_FLAVOR"]
+
+
+def test_too_large_names_the_limit() -> None:
+    response = submit_outcome(MessageTooLarge(1234))
+    assert not isinstance(response, Failure)
+    decoded = client_errors.from_judged("REJECTED_TOO_LARGE", response.detail, list(response.details))
+    assert decoded.details.metadata == {"limit_bytes": "1234"}
+    assert "1234-byte limit" in decoded.message
 
 
 def test_malformed_input_names_the_field() -> None:

@@ -164,3 +164,62 @@ async def test_an_expired_session_is_handed_over_for_its_refresh_token_and_inval
     assert fetch.previous[-1] is None
     await cache.token_for("u", "other-password")
     assert fetch.previous[-1] is None  # another password never reaches this user's refresh token
+
+
+class CountingVerifier:
+    """Stands in for the API's token check: counts calls, may refuse."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.fail_with: Exception | None = None
+
+    async def __call__(self, access_token: str, account_id: str, request_id: str) -> Session:
+        self.calls += 1
+        if self.fail_with:
+            raise self.fail_with
+        return Session(access_token, (account_id,), "", 0, pinned_account=True)
+
+
+def make_token_cache(verify: CountingVerifier, clock: Clock, ttl_cap: float = 900) -> TokenCache:
+    return TokenCache(
+        CountingFetcher(),
+        verify=verify,
+        ttl_cap_seconds=ttl_cap,
+        max_entries=100,
+        metrics=ForwarderMetrics(CollectorRegistry()),
+        timer=clock,
+    )
+
+
+async def test_an_access_token_is_checked_once_per_account_until_the_cap() -> None:
+    verify, clock = CountingVerifier(), Clock()
+    cache = make_token_cache(verify, clock, ttl_cap=60)
+    first = await cache.session_for_token("tok", "1001")
+    assert await cache.session_for_token("tok", "1001") is first
+    assert first.accounts == ("1001",) and first.pinned_account
+    await cache.session_for_token("tok", "1002")  # another account: checked on its own
+    assert verify.calls == 2
+    clock.now += 61
+    await cache.session_for_token("tok", "1001")
+    assert verify.calls == 3
+
+
+async def test_a_refused_token_is_not_cached_and_invalidation_forces_a_new_check() -> None:
+    verify = CountingVerifier()
+    cache = make_token_cache(verify, Clock())
+    verify.fail_with = ApiUnavailable("down")
+    with pytest.raises(ApiUnavailable):
+        await cache.session_for_token("tok", "1001")
+    verify.fail_with = None
+    await cache.session_for_token("tok", "1001")
+    cache.invalidate_token("tok", "1001")
+    await cache.session_for_token("tok", "1001")
+    assert verify.calls == 3
+
+
+def test_token_keys_hold_no_secret_and_differ_from_password_keys() -> None:
+    cache = make_token_cache(CountingVerifier(), Clock())
+    key = cache._token_key("s3cret-token", "1001")
+    assert b"s3cret-token" not in key
+    # The same two strings as a login (username=account, password=token) are another entry.
+    assert key != cache._key("1001", "s3cret-token")

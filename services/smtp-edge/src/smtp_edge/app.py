@@ -37,9 +37,10 @@ class EdgeApp:
             auth_timeout=settings.auth_timeout_seconds,
             lb_policy=settings.forwarder_lb_policy,
             interceptors=tracing.client_interceptors(self.tracing),
-            tls=forwarder_tls(
+            tls_files=forwarder_tls(
                 settings.forwarder_tls_ca_file, settings.forwarder_tls_cert_file, settings.forwarder_tls_key_file
             ),
+            tls_check_interval=settings.tls_reload_interval_seconds,
         )
         self.counters = self._counters(settings)
         self.access = AccessListFiles(
