@@ -237,3 +237,90 @@ def test_edge_dials_every_forwarder_pod_through_the_headless_service() -> None:
         by_kind(render("forwarder", {"service": {"headless": {"enabled": False}}}), "Service")[0]["metadata"]["name"]
         == "forwarder"
     )
+
+
+# ---- gRPC TLS and mTLS between the edge and the forwarder, from Secrets ----
+
+
+def _env(chart: str, values: dict[str, Any]) -> dict[str, str]:
+    [configmap] = [c for c in by_kind(render(chart, values), "ConfigMap") if c["metadata"]["name"] == chart]
+    return dict(configmap["data"])
+
+
+def _pod(chart: str, values: dict[str, Any]) -> dict[str, Any]:
+    [deployment] = by_kind(render(chart, values), "Deployment")
+    return dict(deployment["spec"]["template"]["spec"])
+
+
+def test_forwarder_grpc_tls_and_client_ca_come_from_secrets_mounted_as_directories() -> None:
+    assert not {"GRPC_TLS_CERT_FILE", "GRPC_TLS_CLIENT_CA_FILE"} & set(_env("forwarder", {}))
+    tls = {"grpcTls": {"enabled": True, "secretName": "fw-tls", "clientCa": {"secretName": "callers-ca"}}}
+    env = _env("forwarder", tls)
+    assert env["GRPC_TLS_CERT_FILE"] == "/etc/forwarder/grpc-tls/tls.crt"
+    assert env["GRPC_TLS_KEY_FILE"] == "/etc/forwarder/grpc-tls/tls.key"
+    assert env["GRPC_TLS_CLIENT_CA_FILE"] == "/etc/forwarder/grpc-client-ca/ca.crt"
+    pod = _pod("forwarder", tls)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["grpc-tls"]["secret"]["secretName"] == "fw-tls"
+    assert volumes["grpc-client-ca"]["secret"]["secretName"] == "callers-ca"
+    [container] = pod["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["grpc-tls"]["mountPath"] == "/etc/forwarder/grpc-tls" and mounts["grpc-tls"]["readOnly"]
+    assert mounts["grpc-client-ca"]["mountPath"] == "/etc/forwarder/grpc-client-ca"
+    assert all("subPath" not in m for m in container["volumeMounts"]), "a subPath mount never sees a renewal"
+    # TLS without client certificates: no client CA at all.
+    server_only = {"grpcTls": {"enabled": True, "secretName": "fw-tls"}}
+    assert "GRPC_TLS_CLIENT_CA_FILE" not in _env("forwarder", server_only)
+    assert "grpc-client-ca" not in {v["name"] for v in _pod("forwarder", server_only)["volumes"]}
+
+
+def test_edge_presents_its_client_certificate_from_secrets_mounted_as_directories() -> None:
+    assert "FORWARDER_TLS_CA_FILE" not in _env("smtp-edge", {})
+    tls = {"forwarderTls": {"enabled": True, "caSecretName": "fw-ca", "clientCertSecretName": "edge-client"}}
+    env = _env("smtp-edge", tls)
+    assert env["FORWARDER_TLS_CA_FILE"] == "/etc/smtp-edge/forwarder-tls/ca/ca.crt"
+    assert env["FORWARDER_TLS_CERT_FILE"] == "/etc/smtp-edge/forwarder-tls/client/tls.crt"
+    assert env["FORWARDER_TLS_KEY_FILE"] == "/etc/smtp-edge/forwarder-tls/client/tls.key"
+    pod = _pod("smtp-edge", tls)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["forwarder-ca"]["secret"]["secretName"] == "fw-ca"
+    assert volumes["forwarder-client-cert"]["secret"]["secretName"] == "edge-client"
+    [container] = pod["containers"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/etc/smtp-edge/forwarder-tls/ca", "/etc/smtp-edge/forwarder-tls/client"} <= mounts
+    assert all("subPath" not in m for m in container["volumeMounts"])
+    ca_only = _env("smtp-edge", {"forwarderTls": {"enabled": True, "caSecretName": "fw-ca"}})
+    assert "FORWARDER_TLS_CERT_FILE" not in ca_only and ca_only["FORWARDER_TLS_CA_FILE"].endswith("/ca/ca.crt")
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "complaint"),
+    [
+        ("forwarder", {"grpcTls": {"enabled": True}}, "grpcTls.secretName"),
+        ("forwarder", {"config": {"GRPC_TLS_CERT_FILE": "/x"}}, "config.GRPC_TLS_CERT_FILE is set from grpcTls"),
+        ("smtp-edge", {"forwarderTls": {"enabled": True}}, "forwarderTls.caSecretName"),
+        ("smtp-edge", {"config": {"FORWARDER_TLS_KEY_FILE": "/x"}}, "config.FORWARDER_TLS_KEY_FILE is set from"),
+    ],
+)
+def test_grpc_tls_settings_are_refused_when_incomplete_or_set_twice(
+    chart: str, values: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, values)
+    assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("chart", "values", "complaint"),
+    [
+        ("forwarder", {"grpcTls": {"enabled": "yes"}}, "/grpcTls/enabled"),
+        ("forwarder", {"grpcTls": {"mountPath": "relative"}}, "/grpcTls/mountPath"),
+        ("forwarder", {"grpcTls": {"clientCa": {"secret": "x"}}}, "secret"),
+        ("smtp-edge", {"forwarderTls": {"caKey": "a/b"}}, "/forwarderTls/caKey"),
+        ("smtp-edge", {"forwarderTls": {"clientCert": "x"}}, "clientCert"),
+    ],
+)
+def test_grpc_tls_values_schema(chart: str, values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match="schema") as refused:
+        render(chart, values)
+    assert complaint in str(refused.value)
