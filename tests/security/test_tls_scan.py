@@ -1,5 +1,5 @@
-"""A real TLS scanner (Debian's testssl.sh) against both listeners of a running edge, and against a deliberately
-weakened server to show the verdict can fail."""
+"""A real TLS scanner (Debian's testssl.sh) against both listeners of a running edge, against the forwarder's gRPC
+port when TLS is on, and against a deliberately weakened server to show the verdict can fail."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from devstack.certs import DevCertificate
-from devstack.stack import Stack
+from devstack.stack import Stack, StackPorts
 from tests.security import testssl
 
 pytestmark = [
@@ -46,6 +46,37 @@ def edge_scans(
 @pytest.mark.parametrize("listener", ["implicit-465", "starttls-587"])
 def test_edge_listener_passes_the_tls_policy(edge_scans: dict[str, list[testssl.Finding]], listener: str) -> None:
     findings = edge_scans[listener]
+    assert testssl.problems(findings) == []
+    offered = {f.id: f.finding for f in findings}
+    assert offered["TLS1_2"] == "offered"
+    assert offered["TLS1_3"].startswith("offered")
+
+
+@pytest.fixture(scope="module")
+def grpc_tls_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack with TLS on the forwarder's gRPC port (the dev certificate; the edge verifies it with the dev CA)."""
+    forwarder = {
+        "GRPC_TLS_CERT_FILE": str(dev_certificate.cert_file),
+        "GRPC_TLS_KEY_FILE": str(dev_certificate.key_file),
+    }
+    edge = {"FORWARDER_TLS_CA_FILE": str(dev_certificate.ca_file)}
+    logs = tmp_path_factory.mktemp("grpc-tls-scan-logs")
+    with Stack(
+        StackPorts.ephemeral(), dev_certificate, log_dir=logs, extra_env={"forwarder": forwarder, "edge": edge}
+    ) as running:
+        yield running
+
+
+def test_forwarder_grpc_port_passes_the_tls_policy(
+    grpc_tls_stack: Stack, dev_certificate: DevCertificate, tmp_path: Path
+) -> None:
+    """The same verdict as the edge's listeners: TLS 1.2+ only, forward-secret AEAD suites only, a sound
+    certificate (gRPC's own TLS stack, not Python's ssl, so its defaults are checked here rather than assumed)."""
+    json_file = tmp_path / "grpc.json"
+    port = grpc_tls_stack.ports.forwarder_grpc
+    findings = testssl.finish_scan(
+        testssl.start_scan(port, json_file, dev_certificate.ca_file, starttls=False), json_file
+    )
     assert testssl.problems(findings) == []
     offered = {f.id: f.finding for f in findings}
     assert offered["TLS1_2"] == "offered"
