@@ -20,7 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
-from cakemail_gateway import GatewayClient, InvalidCredentials, PermissionDenied, RetryPolicy
+from cakemail_gateway import AsyncGatewayClient, GatewayClient, InvalidCredentials, PermissionDenied, RetryPolicy
 from cakemail_gateway.cli import EXIT_AUTH, EXIT_OK, EXIT_USAGE
 from devstack.stack import Stack
 from tests.conftest import SandboxView, log_text
@@ -81,6 +81,14 @@ def test_a_token_authenticates_and_sends_for_its_account(stack: Stack, sandbox: 
     records = sandbox.emails()
     assert [r["id"] for r in records] == list(result.message_ids)
     assert records[0]["account_id"] == 1001
+
+
+async def test_the_async_client_sends_with_a_token(stack: Stack, sandbox: SandboxView) -> None:
+    token = _access_token(stack)
+    async with AsyncGatewayClient(_target(stack), token=token, account_id="1001") as client:
+        assert (await client.authenticate()).account_id == "1001"
+        result = await client.send(_message("async token"), sender="svc@example.com", recipients=["bob@example.net"])
+    assert list(result.message_ids) == [r["id"] for r in sandbox.emails()]
 
 
 def test_a_token_acts_for_the_account_it_names_not_its_default(stack: Stack, sandbox: SandboxView) -> None:

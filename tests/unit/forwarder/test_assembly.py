@@ -116,3 +116,17 @@ async def test_content_digest_changes_with_content_or_recipients() -> None:
     assert base != await _key(
         [start(rcpts=("other@x.test",), attachments=(1,)), chunk(pb.CONTENT_TARGET_ATTACHMENT, b"a")]
     )
+
+
+async def test_a_token_authenticated_stream_carries_no_credentials() -> None:
+    """With an access token in the metadata the stream has no credentials (and may not have any: one way per call)."""
+    bare = start()
+    bare.start.ClearField("credentials")
+    message = await assemble(_stream([bare]), size_limit=1000, token_auth=True)
+    assert message.start.envelope.rcpt_tos == ["r@x.test"]
+    with pytest.raises(MalformedStream) as both:
+        await assemble(_stream([start()]), size_limit=1000, token_auth=True)
+    assert both.value.field == "start.credentials"
+    with pytest.raises(MalformedStream) as neither:
+        await assemble(_stream([bare]), size_limit=1000)
+    assert neither.value.field == "start.credentials.username"
