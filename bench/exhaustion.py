@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.attacks import Plan, Report, proxy_header, raise_fd_limit
 from bench.harness import EDGE_UNLIMITED, percentile, rss_mib, service_pids
@@ -269,7 +270,7 @@ class Attacker:
         await attacker.expect("prepared", 300)
         return attacker
 
-    async def expect(self, key: str, timeout: float) -> object:
+    async def expect(self, key: str, timeout: float) -> Any:
         assert self.process.stdout is not None
         line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
         if not line:
@@ -288,7 +289,8 @@ async def measure(
     pids = {name: pid for name, pid in service_pids(stack).items() if name in SERVICES}
     port = stack.ports.smtp_starttls
     attacker = await Attacker.start(shape.plan(stack.ports.smtp_implicit_tls, str(stack.certificate.ca_file)))
-    log, samples = ProbeLog(), []
+    log = ProbeLog()
+    samples: list[tuple[float, dict[str, float]]] = []
     stop_probe, stop_sampler = asyncio.Event(), asyncio.Event()
     for n in range(3):  # warm: the first AUTH opens the forwarder's channel and fetches a token
         await probe_once(port, tls, -1 - n)
