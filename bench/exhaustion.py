@@ -10,8 +10,11 @@ connections ended) and a verdict:
 
 - probe served: no probe error during the attack, at least one probe message, and p99 during <= P99_BUDGET x p99
   of the baseline;
-- memory bounded: each service's peak RSS during the attack at most `rss_bound` MiB above its baseline peak (a
-  bound per shape, from what the attack can hold at once: see `Shape.rss_bound`);
+- memory bounded by the edge's own limits: each service's peak RSS growth over its baseline peak at most this
+  attack's share of the pod's memory, that is (POD_MEMORY_MIB - baseline) x attacking connections / MAX_CONNECTIONS,
+  plus RSS_SLACK_MIB of allocator noise (`rss_bound`). Put the other way: what one attacking connection costs, times
+  the edge's connection cap, must fit the memory limit the Helm charts give the pod; an attack that passes cannot
+  take the pod down by being scaled up to the cap;
 - the attack at full strength: every attacking connection reached its attack state.
 
 The shapes (full counts): 1,000 idle TLS connections; 200 slow-drip DATA uploads (a header line a second); 20
@@ -45,6 +48,7 @@ from bench.harness import EDGE_UNLIMITED, percentile, rss_mib, service_pids
 from bench.shapes import PASSWORD, USERNAME
 from devstack.certs import ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
+from smtp_edge.config import EdgeSettings
 
 P99_BUDGET = 5.0  # the probe's p99 during an attack, at most this many times its p99 alone
 MIN_PROBES = 1  # a probe that completed nothing during the attack was starved, whatever its errors say
@@ -53,6 +57,9 @@ PROBE_SOURCE = "198.19.255.1"  # the probe's own client address (PROXY header), 
 SERVICES = ("smtp-edge", "forwarder")
 MESSAGE_SIZE_LIMIT = 26_214_400  # the edge's default; the message shapes fill it (set for the run, see stack_env)
 MIB = 1024 * 1024
+POD_MEMORY_MIB = 1024.0  # resources.limits.memory of helm/smtp-edge and helm/forwarder (1Gi)
+MAX_CONNECTIONS = int(EdgeSettings.model_fields["max_connections"].default)  # the edge's total cap (2000)
+RSS_SLACK_MIB = 16.0  # allocator and interpreter noise allowed on top of the attack's share
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
@@ -61,19 +68,10 @@ class Shape:
     name: str
     label: str
     connections: int
-    # RSS growth allowed per service, MiB: a fixed allowance for the interpreter's own churn, plus per connection,
-    # plus a multiple of the message bytes the attack can have in flight at once (the edge holds the raw bytes, the
-    # parsed parts and the frames; the forwarder the frames and the API request).
-    per_connection_kib: float = 0.0
-    message_bytes: int = 0
-    in_flight_factor: float = 0.0
+    message_bytes: int = 0  # the message shapes' size on the wire
     rcpts_per_transaction: int = 1000
     drip_interval: float = 1.0
     depth: int = 100
-
-    def rss_bound(self) -> float:
-        in_flight = self.connections * self.message_bytes * self.in_flight_factor
-        return 64.0 + self.connections * self.per_connection_kib / 1024 + in_flight / MIB
 
     def plan(self, smtp_port: int, ca_file: str) -> Plan:
         return Plan(
@@ -98,12 +96,12 @@ def shapes(scale: float = 1.0, size_limit: int = MESSAGE_SIZE_LIMIT) -> list[Sha
 
     fill = size_limit - 4096  # just under the limit, the Message-ID line and end of data included
     return [
-        Shape("idle", f"{n(1000)} idle TLS connections", n(1000), per_connection_kib=128),
-        Shape("slow-drip", f"{n(200)} slow-drip DATA uploads", n(200), per_connection_kib=256),
-        Shape("tiny-rcpts", f"{n(20)} x 1,000 pipelined RCPTs", n(20), per_connection_kib=512),
-        Shape("big-headers", f"{n(4)} x headers filling the size limit", n(4), message_bytes=fill, in_flight_factor=4),
-        Shape("nested-mime", f"{n(4)} x 100-level nested multipart", n(4), per_connection_kib=1024),
-        Shape("base64-bomb", f"{n(4)} x 25 MB base64 gzip bombs", n(4), message_bytes=fill, in_flight_factor=4),
+        Shape("idle", f"{n(1000)} idle TLS connections", n(1000)),
+        Shape("slow-drip", f"{n(200)} slow-drip DATA uploads", n(200)),
+        Shape("tiny-rcpts", f"{n(20)} x 1,000 pipelined RCPTs", n(20)),
+        Shape("big-headers", f"{n(4)} x headers filling the size limit", n(4), message_bytes=fill),
+        Shape("nested-mime", f"{n(4)} x 100-level nested multipart", n(4)),
+        Shape("base64-bomb", f"{n(4)} x 25 MB base64 gzip bombs", n(4), message_bytes=fill),
     ]
 
 
@@ -120,7 +118,9 @@ class Figures:
     rss_baseline: dict[str, float] = field(default_factory=dict)  # peak MiB while the probe ran alone
     rss_peak: dict[str, float] = field(default_factory=dict)  # peak MiB during the attack
     rss_after: dict[str, float] = field(default_factory=dict)  # MiB a few seconds after the attack stopped
-    rss_bound: float = 0.0  # allowed growth, MiB
+    connections: int = 1  # attacking connections
+    pod_memory: float = POD_MEMORY_MIB
+    max_connections: int = MAX_CONNECTIONS
     attack: Report | None = None
     seconds: float = 0.0  # the attack's length, ramp included
 
@@ -128,6 +128,22 @@ class Figures:
 def p99_ratio(figures: Figures) -> float:
     base = percentile(figures.baseline, 0.99)
     return percentile(figures.during, 0.99) / base if base > 0 else math.nan
+
+
+def rss_growth(figures: Figures, service: str) -> float:
+    return figures.rss_peak.get(service, 0.0) - figures.rss_baseline.get(service, 0.0)
+
+
+def rss_bound(figures: Figures, service: str) -> float:
+    """The growth allowed: this attack's share of the pod's memory (its connections out of the edge's cap)."""
+    share = figures.connections / figures.max_connections
+    return RSS_SLACK_MIB + (figures.pod_memory - figures.rss_baseline.get(service, 0.0)) * share
+
+
+def at_the_cap(figures: Figures, service: str) -> float:
+    """The service's RSS if the attack were scaled up to the edge's connection cap (MiB)."""
+    per_connection = max(0.0, rss_growth(figures, service)) / figures.connections
+    return figures.rss_baseline.get(service, 0.0) + per_connection * figures.max_connections
 
 
 def verdict(figures: Figures, p99_budget: float = P99_BUDGET) -> list[str]:
@@ -148,10 +164,13 @@ def verdict(figures: Figures, p99_budget: float = P99_BUDGET) -> list[str]:
     ratio = p99_ratio(figures)
     if figures.during and figures.baseline and not ratio <= p99_budget:
         problems.append(f"{figures.shape}: probe p99 {ratio:.1f}x its baseline (budget {p99_budget:g}x)")
-    for service, peak in figures.rss_peak.items():
-        growth = peak - figures.rss_baseline.get(service, peak)
-        if growth > figures.rss_bound:
-            problems.append(f"{figures.shape}: {service} RSS +{growth:.0f} MiB (bound {figures.rss_bound:.0f} MiB)")
+    for service in figures.rss_peak:
+        growth, bound = rss_growth(figures, service), rss_bound(figures, service)
+        if growth > bound:
+            problems.append(
+                f"{figures.shape}: {service} RSS +{growth:.0f} MiB (bound {bound:.0f} MiB; "
+                f"{at_the_cap(figures, service):,.0f} MiB at {figures.max_connections:,} connections)"
+            )
     return problems
 
 
@@ -285,7 +304,7 @@ class Attacker:
 async def measure(
     shape: Shape, stack: Stack, tls: ssl.SSLContext, hold: float, baseline: float, settle: float = 3.0
 ) -> Figures:
-    figures = Figures(shape.name, shape.label, rss_bound=shape.rss_bound())
+    figures = Figures(shape.name, shape.label, connections=shape.connections)
     pids = {name: pid for name, pid in service_pids(stack).items() if name in SERVICES}
     port = stack.ports.smtp_starttls
     attacker = await Attacker.start(shape.plan(stack.ports.smtp_implicit_tls, str(stack.certificate.ca_file)))
@@ -390,7 +409,8 @@ def table(results: list[Figures]) -> str:
     """The figures as a Markdown table (what docs/security.md carries)."""
     rows = [
         "| shape | probe p50 ms (base) | probe p99 ms (base) | p99 ratio | probe msgs / errors | edge RSS MiB "
-        "base / peak / after | forwarder RSS MiB base / peak / after | RSS bound | attacker got | verdict |",
+        "base / peak / after | forwarder RSS MiB base / peak / after | edge RSS bound / at the cap | attacker got | "
+        "verdict |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in results:
@@ -413,7 +433,8 @@ def table(results: list[Figures]) -> str:
         rows.append(
             f"| {f.label} | {ms(f.during, 0.5)} ({ms(f.baseline, 0.5)}) | {ms(f.during, 0.99)} "
             f"({ms(f.baseline, 0.99)}) | {p99_ratio(f):.1f}x | {len(f.during)} / {_codes(f.during_errors)} | "
-            f"{rss('smtp-edge')} | {rss('forwarder')} | +{f.rss_bound:.0f} | {got} | "
+            f"{rss('smtp-edge')} | {rss('forwarder')} | +{rss_bound(f, 'smtp-edge'):.0f} / "
+            f"{at_the_cap(f, 'smtp-edge'):,.0f} | {got} | "
             f"{'pass' if not problems else 'FAIL: ' + '; '.join(p.split(': ', 1)[1] for p in problems)} |"
         )
     return "\n".join(rows)

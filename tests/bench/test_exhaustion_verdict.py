@@ -8,7 +8,7 @@ import gzip
 from collections import Counter
 
 from bench.attacks import LINE, PER_IP, Report, big_headers, bomb, nested, reply_key, source_ip
-from bench.exhaustion import MESSAGE_SIZE_LIMIT, Figures, shapes, table, verdict
+from bench.exhaustion import MAX_CONNECTIONS, MESSAGE_SIZE_LIMIT, Figures, at_the_cap, rss_bound, shapes, table, verdict
 
 MAX_ATTACHMENT_BYTES = 10_485_760  # the edge's default decoded-attachment cap
 
@@ -17,15 +17,17 @@ def figures(
     baseline: list[float] | None = None,
     during: list[float] | None = None,
     peak: float = 120.0,
-    established: int = 10,
+    established: int = 64,
 ) -> Figures:
-    f = Figures("idle", "10 idle TLS connections", rss_bound=64.0)
+    # 64 attacking connections out of a cap of 1024 may take 1/16 of the 1024 MiB the pod has above its baseline:
+    # 64 MiB, plus 16 MiB of slack.
+    f = Figures("idle", "64 idle TLS connections", connections=64, pod_memory=1124.0, max_connections=1024)
     f.baseline = baseline if baseline is not None else [0.020] * 50
     f.during = during if during is not None else [0.030] * 49 + [0.080]
-    f.rss_baseline = {"smtp-edge": 100.0, "forwarder": 90.0}
+    f.rss_baseline = {"smtp-edge": 100.0, "forwarder": 100.0}
     f.rss_peak = {"smtp-edge": peak, "forwarder": 95.0}
     f.rss_after = {"smtp-edge": peak, "forwarder": 95.0}
-    f.attack = Report("idle", intended=10, established=established, ends=Counter({"open when stopped": 10}))
+    f.attack = Report("idle", intended=64, established=established, ends=Counter({"open when stopped": 64}))
     return f
 
 
@@ -49,16 +51,26 @@ def test_p99_over_the_budget_fails_and_under_it_passes() -> None:
     assert verdict(figures(during=[0.030] * 49 + [0.099])) == []
 
 
-def test_rss_growth_over_the_bound_fails_per_service() -> None:
-    assert any("smtp-edge RSS +65 MiB" in p for p in verdict(figures(peak=165.0)))
-    assert verdict(figures(peak=163.0)) == []
+def test_rss_growth_over_the_attacks_share_of_the_pod_fails_per_service() -> None:
+    f = figures(peak=180.0)
+    assert rss_bound(f, "smtp-edge") == 80.0 and verdict(f) == []
+    problems = verdict(figures(peak=181.0))
+    assert problems == ["idle: smtp-edge RSS +81 MiB (bound 80 MiB; 1,396 MiB at 1,024 connections)"]
     f = figures()
     f.rss_peak["forwarder"] = 200.0
-    assert any(p.startswith("idle: forwarder RSS") for p in verdict(f))
+    assert any(p.startswith("idle: forwarder RSS +100 MiB") for p in verdict(f))
+
+
+def test_the_share_shrinks_with_the_baseline_and_the_projection_scales_per_connection() -> None:
+    f = figures(peak=164.0)
+    f.rss_baseline["smtp-edge"] = 612.0  # 512 MiB left in the pod: 1/16 of it is 32 MiB
+    assert rss_bound(f, "smtp-edge") == 48.0
+    assert at_the_cap(figures(peak=164.0), "smtp-edge") == 100.0 + 1.0 * 1024
+    assert MAX_CONNECTIONS == 2000  # the edge's default cap, read from its settings
 
 
 def test_an_attack_short_of_strength_fails() -> None:
-    assert any("short of strength, 7/10" in p for p in verdict(figures(established=7)))
+    assert any("short of strength, 7/64" in p for p in verdict(figures(established=7)))
 
 
 def test_an_unusable_baseline_or_a_missing_report_fails() -> None:
@@ -74,15 +86,21 @@ def test_the_table_shows_each_shape_with_its_verdict() -> None:
     bad.label = "other"
     rows = table([good, bad]).splitlines()
     assert len(rows) == 4
-    assert rows[2].startswith("| 10 idle TLS connections |") and rows[2].endswith("| pass |")
+    assert rows[2].startswith("| 64 idle TLS connections |") and rows[2].endswith("| pass |")
     assert "FAIL: smtp-edge RSS +300 MiB" in rows[3]
 
 
-def test_the_rss_bound_grows_with_what_the_attack_can_hold() -> None:
-    by_name = {s.name: s for s in shapes()}
-    assert by_name["idle"].rss_bound() == 64 + 1000 * 128 / 1024
-    assert by_name["base64-bomb"].rss_bound() > 4 * by_name["base64-bomb"].message_bytes / 2**20
-    assert {s.name for s in shapes(0.01)} == set(by_name) and all(s.connections >= 1 for s in shapes(0.01))
+def test_the_shapes_at_full_and_smoke_scale() -> None:
+    full = {s.name: s.connections for s in shapes()}
+    assert full == {
+        "idle": 1000,
+        "slow-drip": 200,
+        "tiny-rcpts": 20,
+        "big-headers": 4,
+        "nested-mime": 4,
+        "base64-bomb": 4,
+    }
+    assert [s.name for s in shapes(0.01)] == list(full) and all(s.connections >= 1 for s in shapes(0.01))
 
 
 def test_attackers_stay_under_the_per_ip_cap() -> None:
