@@ -43,7 +43,7 @@ class Plan:
     smtp_port: int  # 465-style implicit TLS, PROXY header first
     ca_file: str
     message_bytes: int = 0  # big-headers, base64-bomb: the size on the wire (just under MESSAGE_SIZE_LIMIT)
-    rcpts_per_transaction: int = 1000  # tiny-rcpts
+    rcpts_per_transaction: int = 1000  # tiny-rcpts: RCPTs per transaction; noop-flood: NOOPs per write
     drip_interval: float = 1.0  # slow-drip: seconds between lines
     depth: int = 100  # nested-mime
     username: str = "demo@example.com"
@@ -176,7 +176,7 @@ class Attack:
         try:
             async with self.ramp:
                 session = await Session.open(self.plan, self.tls, index)
-                if self.plan.shape != "idle":
+                if self.plan.shape not in ("idle", "noop-flood"):
                     await session.login(self.plan)
             await behaviour(session, established)
             self.report.ends["ended by the attacker"] += 1
@@ -231,6 +231,17 @@ class Attack:
                 self.report.replies[reply_key(await session.reply())] += 1
             self.report.transactions += 1
 
+    async def noop_flood(self, session: Session, established: Callable[[], None]) -> None:
+        """Never logged in: NOOPs pipelined in one write, what any client on the internet may send."""
+        batch = b"NOOP\r\n" * self.plan.rcpts_per_transaction
+        established()
+        while True:
+            session.writer.write(batch)
+            self.report.bytes_sent += len(batch)
+            for _ in range(self.plan.rcpts_per_transaction):
+                self.report.replies[reply_key(await session.reply())] += 1
+            self.report.transactions += 1
+
     async def messages(self, session: Session, established: Callable[[], None]) -> None:
         """The shape's message, back to back on one session (a fresh Message-ID each time: a resend of the same
         message would be recognised as one)."""
@@ -254,6 +265,7 @@ class Attack:
             "idle": self.idle,
             "slow-drip": self.slow_drip,
             "tiny-rcpts": self.tiny_rcpts,
+            "noop-flood": self.noop_flood,
         }.get(self.plan.shape, self.messages)
         await go.wait()
         started = time.perf_counter()

@@ -18,7 +18,8 @@ connections ended) and a verdict:
 - the attack at full strength: every attacking connection reached its attack state.
 
 The shapes (full counts): 1,000 idle TLS connections; 200 slow-drip DATA uploads (a header line a second); 20
-sessions pipelining 1,000 RCPTs per transaction; 4 sessions sending messages whose header block fills
+sessions pipelining 1,000 RCPTs per transaction; 20 sessions that never log in pipelining 1,000 NOOPs per write
+(the same flood open to anyone); 4 sessions sending messages whose header block fills
 MESSAGE_SIZE_LIMIT; 4 sessions sending 100-level nested multiparts; 4 sessions sending 25 MB messages of base64
 gzip bombs. Settings: EXHAUST_SHAPES (comma-separated names; all), EXHAUST_HOLD_SECONDS (20),
 EXHAUST_BASELINE_SECONDS (10), EXHAUST_EDGE_ENV (edge settings for the run, comma-separated NAME=value, e.g.
@@ -89,7 +90,7 @@ class Shape:
 
 
 def shapes(scale: float = 1.0, size_limit: int = MESSAGE_SIZE_LIMIT) -> list[Shape]:
-    """The six shapes; `scale` < 1 shrinks the connection counts (the smoke test), `size_limit` the messages."""
+    """The shapes; `scale` < 1 shrinks the connection counts (the smoke test), `size_limit` the messages."""
 
     def n(count: int) -> int:
         return max(1, round(count * scale))
@@ -99,6 +100,7 @@ def shapes(scale: float = 1.0, size_limit: int = MESSAGE_SIZE_LIMIT) -> list[Sha
         Shape("idle", f"{n(1000)} idle TLS connections", n(1000)),
         Shape("slow-drip", f"{n(200)} slow-drip DATA uploads", n(200)),
         Shape("tiny-rcpts", f"{n(20)} x 1,000 pipelined RCPTs", n(20)),
+        Shape("noop-flood", f"{n(20)} x 1,000 pipelined NOOPs, no AUTH", n(20)),
         Shape("big-headers", f"{n(4)} x headers filling the size limit", n(4), message_bytes=fill),
         Shape("nested-mime", f"{n(4)} x 100-level nested multipart", n(4)),
         Shape("base64-bomb", f"{n(4)} x 25 MB base64 gzip bombs", n(4), message_bytes=fill),

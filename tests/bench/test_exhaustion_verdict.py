@@ -96,6 +96,7 @@ def test_the_shapes_at_full_and_smoke_scale() -> None:
         "idle": 1000,
         "slow-drip": 200,
         "tiny-rcpts": 20,
+        "noop-flood": 20,
         "big-headers": 4,
         "nested-mime": 4,
         "base64-bomb": 4,
