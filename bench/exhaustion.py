@@ -418,7 +418,7 @@ def table(results: list[Figures]) -> str:
     for f in results:
 
         def ms(values: list[float], q: float) -> str:
-            return f"{percentile(values, q) * 1000:.0f}"
+            return f"{percentile(values, q) * 1000:.0f}" if values else "-"
 
         def rss(service: str, f: Figures = f) -> str:
             return (
@@ -426,6 +426,7 @@ def table(results: list[Figures]) -> str:
                 f"{f.rss_after.get(service, math.nan):.0f}"
             )
 
+        ratio = f"{p99_ratio(f):.1f}x" if f.during and f.baseline else "-"
         attack = f.attack
         got = "no report"
         if attack is not None:
@@ -434,7 +435,7 @@ def table(results: list[Figures]) -> str:
         problems = verdict(f)
         rows.append(
             f"| {f.label} | {ms(f.during, 0.5)} ({ms(f.baseline, 0.5)}) | {ms(f.during, 0.99)} "
-            f"({ms(f.baseline, 0.99)}) | {p99_ratio(f):.1f}x | {len(f.during)} / {_codes(f.during_errors)} | "
+            f"({ms(f.baseline, 0.99)}) | {ratio} | {len(f.during)} / {_codes(f.during_errors)} | "
             f"{rss('smtp-edge')} | {rss('forwarder')} | +{rss_bound(f, 'smtp-edge'):.0f} / "
             f"{at_the_cap(f, 'smtp-edge'):,.0f} | {got} | "
             f"{'pass' if not problems else 'FAIL: ' + '; '.join(p.split(': ', 1)[1] for p in problems)} |"

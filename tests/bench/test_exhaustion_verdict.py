@@ -88,6 +88,8 @@ def test_the_table_shows_each_shape_with_its_verdict() -> None:
     assert len(rows) == 4
     assert rows[2].startswith("| 64 idle TLS connections |") and rows[2].endswith("| pass |")
     assert "FAIL: smtp-edge RSS +300 MiB" in rows[3]
+    starved = table([figures(during=[])]).splitlines()[2]
+    assert "| - (20) | - (20) | - | 0 / - |" in starved and "probe starved" in starved
 
 
 def test_the_shapes_at_full_and_smoke_scale() -> None:
