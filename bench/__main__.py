@@ -262,9 +262,10 @@ def main() -> int:
         print("\nResource exhaustion (bench/exhaustion.py):", flush=True)
         results = asyncio.run(exhaustion.run(exhaustion.shapes(), hold=20.0, baseline=10.0))
         print(exhaustion.table(results))
-        problems += [p for f in results for p in exhaustion.verdict(f)]
-        for problem in problems:
+        failed = [p for f in results for p in exhaustion.verdict(f)]
+        for problem in failed:
             print(f"FAIL {problem}")
+        problems += failed
     print(f"\nload average after: {os.getloadavg()}")
     return 1 if problems else 0
 
