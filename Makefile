@@ -7,13 +7,15 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client soak locust
+.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client soak locust bench-exhaustion
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
 	@echo "           (settings from the environment; CAKEMAIL_API_URL=... uses that API instead of the sandbox)"
 	@echo "make test   lint, type-check, buf lint and every test with coverage"
 	@echo "make fuzz   the longer fuzz runs (SMTP dialogue, MIME parser) that make test keeps short; FUZZ_EXAMPLES=n"
+	@echo "make bench-exhaustion  idle floods, slow drips, RCPT floods, huge headers, nested MIME, base64 bombs beside a"
+	@echo "           well-behaved client: latency and RSS figures with a verdict per shape (docs/security.md)"
 
 run: $(VENV)/.installed
 	$(BIN)/python -m devstack
@@ -143,6 +145,11 @@ fuzz: $(VENV)/.installed
 # Benchmarks and soak (docs/performance.md): not part of `make test`; they write nothing outside a scratch directory.
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# Resource-exhaustion attacks beside a well-behaved client, a fresh stack per shape (docs/security.md, "Resource
+# exhaustion"). EXHAUST_SHAPES, EXHAUST_HOLD_SECONDS, EXHAUST_BASELINE_SECONDS, EXHAUST_EDGE_ENV: bench/exhaustion.py.
+bench-exhaustion: $(VENV)/.installed
+	$(BIN)/python -m bench.exhaustion
 
 # The whole stack at SOAK_RATE msg/s (278) for SOAK_MINUTES (30), 1% of API calls failing: fails on growth or loss.
 SOAK_MINUTES ?= 30

@@ -2,10 +2,11 @@
 
 For each shape: msg/s, p50/p95/p99 latency, errors by reply code, CPU ms per message and peak RSS per service. Then
 the fan-out ratio (100 recipients vs 1 at 20 ms API latency), an open-loop 278 msg/s at 20 ms API latency, the 20 MB
-burst (bench/burst.py) and a 60-second soak (bench/soak.py). Everything runs on this machine's cores with the load
+burst (bench/burst.py), a 60-second soak (bench/soak.py) and the resource-exhaustion shapes (bench/exhaustion.py, also
+`make bench-exhaustion`). Everything runs on this machine's cores with the load
 generator: read the ratios measured side by side, and the load average printed with them, not absolute figures.
 BENCH_SECONDS sets each shape's duration (10), BENCH_SKIP a comma-separated list of parts to leave out
-(burst, soak).
+(burst, soak, exhaustion).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import aiosmtplib
 import uvloop
 
-from bench import burst, soak
+from bench import burst, exhaustion, soak
 from bench.harness import connect, cpu_seconds, percentile, rss_mib, running_stack, send_once, service_pids
 from bench.shapes import SENDER, Shape, attachment, small
 from devstack.stack import Stack, free_port
@@ -257,6 +258,14 @@ def main() -> int:
     if "soak" not in SKIP:
         print("\n60-second soak (bench/soak.py):", flush=True)
         problems = soak.run_soak(60.0, 278.0, sample_seconds=3.0)
+    if "exhaustion" not in SKIP:
+        print("\nResource exhaustion (bench/exhaustion.py):", flush=True)
+        results = asyncio.run(exhaustion.run(exhaustion.shapes(), hold=20.0, baseline=10.0))
+        print(exhaustion.table(results))
+        failed = [p for f in results for p in exhaustion.verdict(f)]
+        for problem in failed:
+            print(f"FAIL {problem}")
+        problems += failed
     print(f"\nload average after: {os.getloadavg()}")
     return 1 if problems else 0
 
