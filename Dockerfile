@@ -13,11 +13,11 @@ WORKDIR /build
 
 # The runtime dependencies are requirements/runtime.lock, made by `make lock` from [project].dependencies of the one
 # pyproject.toml: every package pinned and checked against its SHA-256 (--require-hashes), nothing resolved at build
-# time, the same versions the tests ran with (docs/dependencies.md). The lock is copied into the image as
-# /opt/venv/requirements.lock, the record of what it holds (pip-audit -r it, or read it, without running the image).
+# time, the same versions the tests ran with (docs/dependencies.md); a dependency the lock does not pin fails the
+# build. The lock is copied into the image as /opt/venv/requirements.lock, the record of what it holds.
 COPY requirements/runtime.lock ./
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --require-hashes --no-deps -r runtime.lock \
+ && /opt/venv/bin/pip install --require-hashes -r runtime.lock \
  && cp runtime.lock /opt/venv/requirements.lock
 
 # grpcio-tools lives in a throwaway venv, from requirements/codegen.lock (hashed, pinned to the runtime's grpcio and
@@ -25,7 +25,7 @@ RUN python -m venv /opt/venv \
 COPY requirements/codegen.lock ./
 COPY proto ./proto
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install --require-hashes --no-deps -r codegen.lock \
+ && /opt/tools/bin/pip install --require-hashes -r codegen.lock \
  && mkdir gen \
  && /opt/tools/bin/python -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen proto/cakemail/gateway/v1/*.proto \
  && find gen -mindepth 1 -type d -exec touch {}/__init__.py \;
