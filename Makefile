@@ -62,9 +62,10 @@ lock: $(VENV)/.installed
 	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["codegen"], sep="\n")' \
 		| $(UV_COMPILE) - -c requirements/dev.lock -o requirements/codegen.lock
 
-# Known vulnerabilities in every locked package (pip-audit; docs/security.md, "Supply chain"): one fails the build,
-# a vulnerability service that cannot be reached is a warning.
+# The locks agree with pyproject.toml (else: make lock), then known vulnerabilities in every locked package
+# (pip-audit; docs/security.md, "Supply chain"): one fails the build, a service that cannot be reached is a warning.
 audit: $(VENV)/.installed
+	$(BIN)/python -m supplychain.locks
 	$(BIN)/python -m supplychain.audit requirements/dev.lock requirements/runtime.lock requirements/codegen.lock
 
 client: $(VENV)/.client
