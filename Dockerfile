@@ -1,6 +1,6 @@
 # One image recipe for every service; the build argument SERVICE picks which (smtp-edge, forwarder,
 # cakemail-sandbox; the sandbox is a stand-in for the Cakemail API, never deploy it as production).
-# Build from the repository root (the context needs pyproject.toml, proto/ and services/):
+# Build from the repository root (the context needs requirements/, proto/ and services/):
 #   docker build --build-arg SERVICE=smtp-edge -t REGISTRY/cakemail/smtp-edge:0.1.0 .
 # Everything but the last few lines of each service's stage is shared, so the services cannot drift apart.
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -11,19 +11,21 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
 
-# The runtime dependencies are exactly [project].dependencies of the one pyproject.toml; this layer is rebuilt only
-# when that file changes. What was resolved is recorded in /opt/venv/requirements.lock inside the image.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep=chr(10))" > requirements.txt \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install -r requirements.txt \
- && /opt/venv/bin/pip freeze > /opt/venv/requirements.lock
+# The runtime dependencies are requirements/runtime.lock, made by `make lock` from [project].dependencies of the one
+# pyproject.toml: every package pinned and checked against its SHA-256 (--require-hashes), nothing resolved at build
+# time, the same versions the tests ran with (docs/dependencies.md); a dependency the lock does not pin fails the
+# build. The lock is copied into the image as /opt/venv/requirements.lock, the record of what it holds.
+COPY requirements/runtime.lock ./
+RUN python -m venv /opt/venv \
+ && /opt/venv/bin/pip install --require-hashes -r runtime.lock \
+ && cp runtime.lock /opt/venv/requirements.lock
 
-# grpcio-tools lives in a throwaway venv, constrained to the runtime's grpcio and protobuf versions, so the
-# generated code never needs a newer runtime than the one installed above.
+# grpcio-tools lives in a throwaway venv, from requirements/codegen.lock (hashed, pinned to the runtime's grpcio and
+# protobuf versions), so the generated code never needs a newer runtime than the one installed above.
+COPY requirements/codegen.lock ./
 COPY proto ./proto
 RUN python -m venv /opt/tools \
- && /opt/tools/bin/pip install -c /opt/venv/requirements.lock grpcio-tools \
+ && /opt/tools/bin/pip install --require-hashes -r codegen.lock \
  && mkdir gen \
  && /opt/tools/bin/python -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen proto/cakemail/gateway/v1/*.proto \
  && find gen -mindepth 1 -type d -exec touch {}/__init__.py \;

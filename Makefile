@@ -7,12 +7,13 @@ PROTOS := $(shell find proto -name '*.proto' | sort)
 BUF := node_modules/.bin/buf
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client soak locust bench-exhaustion
+.PHONY: help run test lock audit lint typecheck buf-lint buf-breaking pytest proto bench clean clients servers browsers screenshots scanners fuzz client soak locust bench-exhaustion
 
 help:
 	@echo "make run    start smtp-edge + forwarder + Cakemail API sandbox on 127.0.0.1"
 	@echo "           (settings from the environment; CAKEMAIL_API_URL=... uses that API instead of the sandbox)"
-	@echo "make test   lint, type-check, buf lint and every test with coverage"
+	@echo "make test   lint, type-check, buf lint, pip-audit and every test with coverage"
+	@echo "make lock   regenerate requirements/*.lock from pyproject.toml; LOCK_ARGS=--upgrade to move every pin"
 	@echo "make fuzz   the longer fuzz runs (SMTP dialogue, MIME parser) that make test keeps short; FUZZ_EXAMPLES=n"
 	@echo "make bench-exhaustion  idle floods, slow drips, RCPT floods, huge headers, nested MIME, base64 bombs beside a"
 	@echo "           well-behaved client: latency and RSS figures with a verdict per shape (docs/security.md)"
@@ -20,13 +21,16 @@ help:
 run: $(VENV)/.installed
 	$(BIN)/python -m devstack
 
-test: lint typecheck buf-lint buf-breaking pytest
+test: lint typecheck buf-lint buf-breaking audit pytest
 
-$(VENV)/.tools:
+# Every Python package comes from a lock file (requirements/*.lock, made by `make lock`): exact versions, each file
+# checked against its SHA-256 (--require-hashes), nothing resolved at install time (docs/dependencies.md).
+# codegen.lock: the stub generators, first, so gen/ can be built; dev.lock: runtime + development, a superset at the
+# same versions; runtime.lock: what the images install (Dockerfile).
+$(VENV)/.tools: requirements/codegen.lock
 	$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "grpcio-tools>=1.66" "mypy-protobuf>=3.6"
+	$(BIN)/pip install -q --require-hashes -r requirements/codegen.lock
 	touch $@
 
 # Stubs are build output (never committed): regenerated whenever a .proto changes.
@@ -41,9 +45,30 @@ gen/.stamp: $(VENV)/.tools $(PROTOS)
 
 proto: gen/.stamp
 
-$(VENV)/.installed: $(VENV)/.tools gen/.stamp pyproject.toml
-	$(BIN)/pip install -q -e '.[dev]'
+# The project's own packages: editable, without dependencies (the lock has them all) and without build isolation (the
+# locked setuptools builds it, so no unpinned build dependency is fetched).
+$(VENV)/.installed: $(VENV)/.tools gen/.stamp pyproject.toml requirements/dev.lock
+	$(BIN)/pip install -q --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Regenerate the locks from pyproject.toml after changing a dependency there (the pins of everything else are kept);
+# LOCK_ARGS=--upgrade moves every pin to the newest release the ranges allow, LOCK_ARGS='--upgrade-package NAME' one.
+# dev.lock is resolved first; runtime.lock and codegen.lock are constrained to it, so all three agree on versions.
+# uv resolves for every platform (--universal), limited by [tool.uv] in pyproject.toml; no index URL is written.
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: $(VENV)/.installed
+	$(UV_COMPILE) pyproject.toml --extra dev -o requirements/dev.lock
+	$(UV_COMPILE) pyproject.toml -c requirements/dev.lock -o requirements/runtime.lock
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["codegen"], sep="\n")' \
+		| $(UV_COMPILE) - -c requirements/dev.lock -o requirements/codegen.lock
+
+# The locks agree with pyproject.toml (else: make lock), then known vulnerabilities in every locked package
+# (pip-audit; docs/security.md, "Supply chain"): one fails the build, a service that cannot be reached is a warning.
+audit: $(VENV)/.installed
+	$(BIN)/python -m supplychain.locks
+	$(BIN)/python -m supplychain.audit requirements/dev.lock requirements/runtime.lock requirements/codegen.lock
 
 client: $(VENV)/.client
 
