@@ -154,13 +154,15 @@ class GatewaySMTP(SMTP):
             await waiter
         except Exception as error:  # not TLS, wrong version, no common cipher, gone
             log.info("tls handshake failed", error=str(error) or type(error).__name__)
-            self._metrics.connections.labels("tls_failed").inc()
             self._original_transport.close()
             return False
         return True
 
     async def _start_tls_before_greeting(self) -> bool:
-        return await self._start_tls(buffered_bytes_are_tls=True)
+        if await self._start_tls(buffered_bytes_are_tls=True):
+            return True
+        self._metrics.connections.labels("tls_failed").inc()  # a connection never accepted (docs/operations.md)
+        return False
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
