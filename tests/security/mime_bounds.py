@@ -4,7 +4,6 @@ decompresses nothing, so a "bomb" can only be an expansion by a decoder)."""
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 from gateway_mime.model import MessageRejected, ParsedMessage
@@ -44,36 +43,6 @@ def check(raw: bytes) -> ParsedMessage | None:
         parsed = parse_message(raw, max_attachment_bytes=MAX_ATTACHMENT_BYTES)
     except MessageRejected:
         return None
-    except UnicodeEncodeError as error:
-        if known_surrogateescape_defect(error):
-            return None
-        raise
-    except ValueError as error:
-        if known_nul_charset_defect(error):
-            return None
-        raise
     size = output_size(parsed)
     assert size <= EXPANSION * len(raw) + SLACK, f"output {size} for {len(raw)} input bytes"
     return parsed
-
-
-def known_surrogateescape_defect(error: UnicodeEncodeError) -> bool:
-    """The one known escape, found by this fuzzer and pinned by test_mime_fuzz.py's strict xfail: the MIME core
-    turns decoded text back into bytes with .encode("ascii", "surrogateescape") (parser.py _payload_bytes and
-    _recover_boundary, text.py _decode_word, the stdlib's BytesGenerator regenerating an attached message), which
-    raises when the text holds a real non-ASCII character (an 8-bit byte in a base64 part, in a boundary-less
-    multipart, in an encoded word). The edge then answers 451 4.3.0 for a message that will never parse.
-    Tolerated so the fuzzer keeps looking for other bugs."""
-    frames = traceback.extract_tb(error.__traceback__)
-    ours = any("gateway_mime" in frame.filename for frame in frames)
-    last = (frames[-1].line or "").replace("'", '"') if frames else ""
-    return error.encoding == "ascii" and ours and 'encode("ascii", "surrogateescape")' in last
-
-
-def known_nul_charset_defect(error: ValueError) -> bool:
-    """Known escape two, pinned by test_mime_fuzz.py's strict xfail: a charset parameter holding a NUL byte on an
-    8-bit body makes the stdlib's Message.get_payload raise ValueError("embedded null character") from
-    parser.py _payload_bytes (the edge answers 451 4.3.0 to a message that will never parse)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    ours = any("gateway_mime" in frame.filename for frame in frames)
-    return ours and str(error) == "embedded null character"

@@ -3,8 +3,8 @@
 Every example is one connection: a mode (before STARTTLS, after STARTTLS, implicit TLS, or authenticated), then
 fuzzed command lines and pipelined batches (commands, arguments, AUTH payloads, line endings, raw bytes), then a tail
 that brings any state back to QUIT. What must hold for every example:
-- every byte the edge sends is a well-formed reply line, with a code docs/smtp.md or docs/errors.md lists and,
-  except for the greeting and EHLO/HELO, a documented RFC 3463 enhanced status code;
+- every byte the edge sends is a well-formed reply line, and every reply is a row of the edge's reply table
+  (smtp_edge/smtp/replies.py, the set docs/smtp.md lists): code, RFC 3463 enhanced code and text;
 - the edge never hangs (the session ends within a deadline) and never crashes (the process lives, a new connection
   gets its greeting);
 - without AUTH over TLS nothing is accepted: no 235, no 250 for MAIL or RCPT, no 354, and the sandbox records nothing.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import re
 import socket
 import ssl
 import time
@@ -28,14 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devstack.stack import Stack
+from smtp_edge.smtp import replies
 from tests.conftest import SandboxView
 from tests.security.conftest import fuzz_derandomized, fuzz_examples
-from tests.security.smtp_replies import Reply, broken_promises, documented, parse
+from tests.security.smtp_replies import Reply, broken_promises, parse
 from tests.smtp_wire import WireClient, b64
 
 pytestmark = pytest.mark.e2e
 
-ALLOWED = documented()
 READY_FOR_TLS = b"220 2.0.0 Ready to start TLS\r\n"
 SESSION_DEADLINE = 8.0  # seconds for one example's whole session; the edge answers each line in milliseconds
 # Whatever state the fuzzed lines left (inside DATA, inside an AUTH LOGIN challenge): end it, then QUIT.
@@ -136,7 +135,7 @@ def open_client(stack: Stack, tls: ssl.SSLContext, mode: Mode) -> WireClient:
     return client
 
 
-def converse(client: WireClient, payload: list[bytes], *, tolerate_known: bool = True) -> bytes:
+def converse(client: WireClient, payload: list[bytes]) -> bytes:
     """Sends each step as one write, then the tail; returns everything the edge sent until it closed. A session
     still open at the deadline is a hang."""
     sock = client.sock
@@ -159,9 +158,6 @@ def converse(client: WireClient, payload: list[bytes], *, tolerate_known: bool =
             deadline = min(deadline, time.monotonic() + 3)  # a failed handshake closes in milliseconds
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            tls = isinstance(sock, ssl.SSLSocket)
-            if tolerate_known and known_stuck_after_starttls(bytes(received), nudged=nudged, tls=tls):
-                return bytes(received)
             raise AssertionError(f"hang: the session was still open after {SESSION_DEADLINE}s; got {bytes(received)!r}")
         sock.settimeout(remaining)
         try:
@@ -194,47 +190,15 @@ def accepted_without_auth(replies: list[Reply]) -> list[Reply]:
     return bad
 
 
-# Product defects this fuzzer found, each pinned by a strict xfail test below that reproduces it exactly. The
-# fuzzer tolerates these two (and only these) so it keeps looking for others; when the edge is fixed the xfail
-# tests pass, fail as XPASS, and both the tolerance and the xfail marks go.
-_ECHOED_BARE_CR = re.compile(rb'^500 5\.5\.1 command ".*" not recognized$', re.DOTALL)
-_HELLO_SYNTAX = re.compile(r"^no enhanced status code: 501 'Syntax: (EHLO|HELO) hostname'$")
-_HELP_UNKNOWN_TOPIC = re.compile(r"^undocumented pair 501 5\.0\.0: '5\.0\.0 Supported commands: ")
-
-
-_LONG_SASL_RESPONSE = re.compile(
-    r"^undocumented pair 500 5\.0\.0: '5\.0\.0 Error: \(ValueError\) Separator is found, but "
-)
-
-
-def known_stuck_after_starttls(received: bytes, *, nudged: bool, tls: bool) -> bool:
-    """The known defect of test_starttls_after_an_overlong_line_fails_a_bad_handshake: after a "Command line too
-    long", a STARTTLS with more bytes pipelined behind it leaves the connection open instead of failing the
-    handshake (until COMMAND_TIMEOUT_SECONDS)."""
-    before, ready, _ = received.partition(READY_FOR_TLS)
-    return nudged and not tls and bool(ready) and b"500 5.5.2 Command line too long" in before
-
-
-def known_defect(problem: str) -> bool:
-    return any(known.match(problem) for known in (_HELLO_SYNTAX, _HELP_UNKNOWN_TOPIC, _LONG_SASL_RESPONSE))
-
-
-def known_malformed(output: bytes) -> bytes:
-    """The output with the lines of the known bare-CR echo defect removed."""
-    lines = output.split(b"\r\n")
-    kept = [line for line in lines[:-1] if not (b"\r" in line and _ECHOED_BARE_CR.match(line))]
-    return b"".join(line + b"\r\n" for line in kept) + lines[-1]
-
-
 def check_session(
     stack: Stack, output: bytes, *, authenticated: bool, alive: Callable[[Stack], None] | None = None
 ) -> None:
-    replies, malformed = parse(known_malformed(output))
+    found, malformed = parse(output)
     assert malformed == [], malformed
-    problems = [p for p in broken_promises(replies, ALLOWED) if not known_defect(p)]
+    problems = broken_promises(found)
     assert problems == [], problems
     if not authenticated:
-        assert accepted_without_auth(replies) == []
+        assert accepted_without_auth(found) == []
     (alive or assert_alive)(stack)
 
 
@@ -298,52 +262,71 @@ def test_the_relay_check_sees_an_accepted_transaction(
 def test_the_reply_checks_catch_broken_replies() -> None:
     replies, malformed = parse(b"250-localhost\r\n251 x\r\n299 OK\r\n250 OK\r\n5xx bad\r\n421 4.7.0 ok\r\nabc")
     assert len(malformed) == 3  # the code change inside a multi-line reply, "5xx bad", the unterminated "abc"
-    problems = broken_promises(replies, ALLOWED)
-    assert any("undocumented code 299" in p for p in problems)
-    assert any("no enhanced status code: 250 'OK'" in p for p in problems)
-    assert broken_promises([Reply(421, ("4.7.0 Too many connections, try again later",))], ALLOWED) == []
-    assert broken_promises([Reply(530, ("5.7.0 " + b64("x"),))], ALLOWED) == []
+    problems = broken_promises(replies)
+    assert any("299 'OK'" in p for p in problems)
+    assert any("250 'OK'" in p for p in problems)  # no enhanced code
+    assert broken_promises([Reply(250, ("localhost",))]) == []  # HELO
+    assert broken_promises([Reply(421, ("4.7.0 Too many connections, try again later",))]) == []
+    assert broken_promises([Reply(421, ("4.7.0 Too many connections, try later",))]) != []  # not the table's text
+    assert broken_promises([Reply(500, ("5.0.0 Error: (ValueError) Separator is found",))]) != []
+    assert broken_promises([Reply(530, ("5.7.0 " + b64("x"),))]) != []
 
 
-@pytest.mark.xfail(strict=True, reason="edge defect: EHLO/HELO syntax error lacks the enhanced code docs/smtp.md lists")
+# Defects this fuzzer found, fixed (docs/security.md, "Defects the fuzzers found"): each test reproduces one.
+
+
 @pytest.mark.parametrize("verb", ["EHLO", "HELO"])
 def test_hello_without_a_name_gets_an_enhanced_code(fuzz_stack: Stack, client_tls: ssl.SSLContext, verb: str) -> None:
     with open_client(fuzz_stack, client_tls, IMPLICIT) as client:
         reply = client.cmd(verb)
-    assert (reply.code, reply.last) == (501, "5.5.4 Syntax: EHLO hostname".replace("EHLO", verb))
+    assert f"{reply.code} {reply.last}" == replies.SYNTAX.format(syntax=f"{verb} hostname")
 
 
-# Not strict: HELP is being reworked on the edge (branch h-edge); whatever it answers must then be in docs/smtp.md.
-@pytest.mark.xfail(reason="edge defect: HELP <unknown topic> answers 501 5.0.0, a pair docs/smtp.md does not list")
 def test_help_with_an_unknown_topic_gets_a_documented_reply(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
     with open_client(fuzz_stack, client_tls, AUTHENTICATED) as client:
         reply = client.cmd("HELP 0")
-    assert broken_promises([Reply(reply.code, reply.lines)], ALLOWED) == []
+    assert replies.find(f"{reply.code} {reply.last}") is replies.HELP_UNKNOWN
+    assert reply.last.startswith("5.5.4 No help for '0' here; Supported commands: ")
 
 
-@pytest.mark.xfail(strict=True, reason="edge defect: an over-long AUTH challenge response leaks a Python exception")
 def test_an_overlong_auth_response_gets_a_documented_reply(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
     with open_client(fuzz_stack, client_tls, IMPLICIT) as client:
         assert client.cmd("AUTH PLAIN").code == 334
         reply = client.cmd("QUFB" * 300)
-    assert "ValueError" not in reply.last
-    assert broken_promises([Reply(reply.code, reply.lines)], ALLOWED) == []
+        assert f"{reply.code} {reply.last}" == replies.AUTH_LINE_TOO_LONG
+        assert client.cmd("NOOP").last == "2.0.0 OK"  # the whole line was dropped; the session goes on
 
 
-# Not strict: whether the edge gets stuck depends on how the pipelined bytes arrive (seen in about 2 runs of 3).
-@pytest.mark.xfail(reason="edge defect: after an over-long line, STARTTLS + pipelined bytes can get stuck")
-def test_starttls_after_an_overlong_line_fails_a_bad_handshake(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
-    """A handshake that cannot succeed (the client sends plain text after 220) must end the connection at once."""
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # The fuzzer's finding: whether the edge got stuck depended on the two writes arriving together.
+        [b"A" * 1100 + b"\r\n", b"STARTTLS\r\n" + b"A" * 1100 + b"\r\n"],
+        # The same, every time: more than twice the reader's 1001-byte line limit behind STARTTLS, in one write.
+        [b"STARTTLS\r\n" + b"A" * 3000 + b"\r\n"],
+    ],
+    ids=["after an over-long line", "3000 bytes pipelined"],
+)
+def test_starttls_after_an_overlong_line_fails_a_bad_handshake(
+    fuzz_stack: Stack, client_tls: ssl.SSLContext, payload: list[bytes]
+) -> None:
+    """A handshake that cannot succeed (the client sends plain text after 220) must end the connection at once
+    (converse() allows 3 s after the 220, not COMMAND_TIMEOUT_SECONDS), and nothing pipelined behind STARTTLS is
+    answered."""
     with open_client(fuzz_stack, client_tls, PLAIN) as client:
-        converse(client, [b"A" * 1100 + b"\r\n", b"STARTTLS\r\n" + b"A" * 1100 + b"\r\n"], tolerate_known=False)
+        output = converse(client, payload)
+    assert output.endswith(READY_FOR_TLS), output
 
 
-@pytest.mark.xfail(strict=True, reason="edge defect: an unknown command's bare CR is echoed into the 500 reply")
 def test_a_bare_cr_in_an_unknown_command_is_not_echoed(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:
-    with open_client(fuzz_stack, client_tls, IMPLICIT) as client:
-        output = converse(client, [b"EHLO\rEHLO\r\n"])
-    _, malformed = parse(output)
+    with open_client(fuzz_stack, client_tls, AUTHENTICATED) as client:
+        output = converse(client, [b"EHLO\rEHLO\r\n", b"VRFY @\rb\r\n"])
+    found, malformed = parse(output)
     assert malformed == [], malformed
+    assert [f"{r.code} {r.lines[-1]}" for r in found][:2] == [
+        replies.UNKNOWN_COMMAND.format(command="EHLO?EHLO"),
+        replies.CANNOT_VRFY.format(address="@?b"),
+    ]
 
 
 def test_fuzzed_sessions_left_only_json_log_lines(fuzz_stack: Stack, client_tls: ssl.SSLContext) -> None:

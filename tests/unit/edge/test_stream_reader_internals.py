@@ -58,3 +58,36 @@ def test_read_data_restores_the_limit_and_keeps_what_follows(loop_name: str) -> 
         assert await reader.readline() == b"QUIT\r\n"
 
     run_on(loop_name, check)
+
+
+class _PausableTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_cleared_buffer_lets_the_reader_resume_its_transport(loop_name: str) -> None:
+    """GatewaySMTP._start_tls clears `_buffer` (bytes pipelined behind STARTTLS) and calls
+    `_maybe_resume_transport()`: a reader holding more than twice its limit paused the socket, and a paused socket
+    would never hand the TLS handshake its bytes (docs/security.md, fuzzer defect 5)."""
+
+    async def check() -> None:
+        reader = asyncio.StreamReader(limit=1001)
+        transport = _PausableTransport()
+        reader.set_transport(transport)
+        reader.feed_data(b"STARTTLS\r\n" + b"A" * 3000 + b"\r\n")
+        assert transport.paused, "StreamReader no longer pauses its transport over a full buffer"
+        assert await reader.readuntil(b"\n") == b"STARTTLS\r\n"
+        assert transport.paused  # still more than the limit buffered: reading one line does not resume it
+        reader._buffer.clear()
+        reader._maybe_resume_transport()
+        assert not transport.paused, "StreamReader._maybe_resume_transport no longer resumes the transport"
+
+    run_on(loop_name, check)

@@ -241,3 +241,32 @@ def test_python_folded_comma_after_a_bare_address_still_separates() -> None:
     parsed = parse(raw)
     assert [a.email for a in parsed.to] == ["a@x.example", "b@x.example", "c@x.example"]
     assert parsed.to[0].name == "0\u00a1\u00a1\u00a1"
+
+
+def test_the_stdlib_still_stores_payloads_where_the_parser_reads_them() -> None:
+    """parser._payload reads Message._payload (child parts, or the body as surrogate-escaped bytes), a private
+    attribute: this fails loudly if a Python upgrade changes it, rather than every 8-bit body going missing."""
+    from email import policy
+    from email.parser import BytesParser
+
+    leaf = BytesParser(policy=policy.default).parsebytes(b"Content-Type: text/plain\r\n\r\nh\xc3\xa9\r\n")
+    assert leaf._payload == "h\udcc3\udca9\r\n"  # type: ignore[attr-defined]
+    tree = BytesParser(policy=policy.default).parsebytes(
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n\r\nx\r\n--B--\r\n"
+    )
+    assert isinstance(tree._payload, list) and len(tree._payload) == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("charset", ["ascii", "ut\x00f-8", "no-such-charset"])
+def test_an_8bit_body_is_read_as_received_whatever_its_charset_says(charset: str) -> None:
+    raw = f"From: a@example.com\r\nContent-Type: text/plain; charset={charset}\r\n\r\n".encode() + b"h\xc3\xa9\r\n"
+    assert parse(raw).text_body == "h\u00e9\n"
+
+
+def test_an_attached_message_with_a_boundaryless_multipart_is_forwarded_as_received() -> None:
+    inner = b"Subject: inner\r\nContent-Type: multipart/mixed; charset=ut\x00f-8\r\n\r\nh\xff\r\n"
+    raw = (
+        b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n"
+        b"--O\r\nContent-Type: message/rfc822\r\n\r\n" + inner + b"--O--\r\n"
+    )
+    assert [a.data for a in parse(raw).attachments] == [inner]

@@ -13,7 +13,7 @@ from email import policy, utils
 from email.message import Message
 
 from gateway_mime.model import Address
-from gateway_mime.text import clean_header_text, decode_encoded_words, scrub, unfold
+from gateway_mime.text import as_received, clean_header_text, decode_encoded_words, scrub, unfold
 
 # Above this many characters a header skips policy.default's parser, which is quadratic on long lists.
 _STRUCTURED_PARSE_LIMIT = 8192
@@ -77,7 +77,7 @@ def _text(raw: str, defects: Defects) -> str:
     """Raw header value (surrogate-escaped 8-bit bytes possible) -> unfolded Unicode, 8-bit bytes read as UTF-8."""
     if _ESCAPED_BYTE.search(raw):
         try:
-            raw.encode("ascii", "surrogateescape").decode("utf-8")
+            as_received(raw).decode("utf-8")
         except UnicodeDecodeError:
             defects.add("UndecodableBytesDefect")
     if "\x00" in raw:

@@ -21,6 +21,7 @@ from gateway_mime.headers import Defects, read_headers
 from gateway_mime.model import AttachmentPart, AttachmentTooLarge, MessageRejected, ParsedMessage
 from gateway_mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
 from gateway_mime.text import (
+    as_received,
     clean_body_text,
     clean_header_text,
     decode_bytes,
@@ -130,6 +131,29 @@ def _parse_bytes(raw: bytes, defects: Defects) -> Message:
         raise MessageRejected("message structure is nested too deeply to be parsed") from None
 
 
+def _payload(part: Message) -> list[Message] | str | None:
+    """The part's payload as the parser stored it: its child parts, or its body as received (surrogate-escaped
+    bytes), never decoded. `Message.get_payload()` decodes an 8-bit body with the part's charset on the way (text
+    that no longer turns back into the bytes received, or ValueError for a charset holding a NUL); the stdlib's own
+    BytesGenerator reads `_payload` for the same reason. tests/unit/mime/test_malformed.py pins the attribute."""
+    payload = part._payload  # type: ignore[attr-defined]
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    return payload if isinstance(payload, str) else None
+
+
+class _AsReceivedGenerator(BytesGenerator):
+    """BytesGenerator that writes a multipart whose boundary was not found as received: the stdlib writes
+    `get_payload()` there, which decodes 8-bit bytes with the charset and then cannot encode them back."""
+
+    def _handle_multipart(self, msg: Message) -> None:
+        payload = _payload(msg)
+        if isinstance(payload, str):
+            self._write_lines(payload)  # type: ignore[attr-defined]
+            return
+        super()._handle_multipart(msg)  # type: ignore[misc]
+
+
 def _content_type(part: Message) -> str:
     try:
         return part.get_content_type()
@@ -228,12 +252,12 @@ class _Walk:
                 self.defects.add("NestingTooDeepDefect")
                 continue
             if ctype.startswith("multipart/"):
-                payload = node.part.get_payload()
+                payload = _payload(node.part)
                 if isinstance(payload, list):
                     if node.depth >= MAX_DEPTH:
                         self.defects.add("NestingTooDeepDefect")
                         continue
-                    self._push_children(stack, node, ctype, [p for p in payload if isinstance(p, Message)])
+                    self._push_children(stack, node, ctype, payload)
                     continue
                 recovered = self._recover_boundary(node.part)
                 if recovered is not None:
@@ -253,7 +277,7 @@ class _Walk:
         """A multipart whose boundary is missing or wrong: re-parse its body with the first "--x" line as boundary."""
         if self.recoveries >= MAX_BOUNDARY_RECOVERIES:
             return None
-        body = part.get_payload()
+        body = _payload(part)
         if not isinstance(body, str):
             return None
         guess = _GUESSED_BOUNDARY.search(body)
@@ -262,8 +286,8 @@ class _Walk:
         self.recoveries += 1
         boundary = guess.group(1).removesuffix("--")
         head = f'Content-Type: {_content_type(part)}; boundary="{boundary}"\r\n\r\n'.encode("ascii", "replace")
-        recovered = _parse_bytes(head + body.encode("ascii", "surrogateescape"), self.defects)
-        if not isinstance(recovered.get_payload(), list):
+        recovered = _parse_bytes(head + as_received(body), self.defects)
+        if not isinstance(_payload(recovered), list):
             return None
         self.defects.add("BoundaryRecoveredDefect")
         self.keep.append(recovered)
@@ -296,7 +320,7 @@ class _Walk:
             return False
         if disposition == "attachment" or filename or _content_type(node.parent) != "multipart/alternative":
             return False
-        siblings = node.parent.get_payload()
+        siblings = _payload(node.parent)
         return isinstance(siblings, list) and any(
             isinstance(s, Message)
             and s is not node.part
@@ -315,11 +339,11 @@ class _Walk:
     def _payload_bytes(self, part: Message) -> bytes:
         """The content with its transfer encoding undone; base64 leniently (the stdlib returns it undecoded)."""
         cte = _raw_header(part, "content-transfer-encoding").strip().lower()
-        payload = part.get_payload()
+        payload = _payload(part)
         if not isinstance(payload, str):
             return b""
         if cte == "base64":
-            data, defect = lenient_b64decode(payload.encode("ascii", "surrogateescape"))
+            data, defect = lenient_b64decode(as_received(payload))
             if defect:
                 self.defects.add(defect)
             return data
@@ -327,14 +351,14 @@ class _Walk:
             decoded = part.get_payload(decode=True)
         except Exception:
             self.defects.add("InvalidTransferEncodingDefect")
-            return payload.encode("ascii", "surrogateescape")
+            return as_received(payload)
         return decoded if isinstance(decoded, bytes) else b""
 
     def _message_bytes(self, part: Message) -> bytes | None:
         """An attached message/* as received: the part regenerated, then its own header block cut off."""
         buffer = io.BytesIO()
         try:
-            BytesGenerator(buffer, mangle_from_=False, policy=_RAW_POLICY).flatten(part)  # type: ignore[arg-type]
+            _AsReceivedGenerator(buffer, mangle_from_=False, policy=_RAW_POLICY).flatten(part)
         except RecursionError:
             self.defects.add("NestingTooDeepDefect")
             return None
@@ -352,7 +376,7 @@ class _Walk:
         return body
 
     def _attachment(self, part: Message, ctype: str, disposition: str, filename: str) -> None:
-        if ctype.startswith("message/") and isinstance(part.get_payload(), list):
+        if ctype.startswith("message/") and isinstance(_payload(part), list):
             data = self._message_bytes(part)
             if data is None:
                 return

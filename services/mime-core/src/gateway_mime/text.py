@@ -131,8 +131,18 @@ def clean_body_text(value: str) -> str:
     return value.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
 
 
+def as_received(text: str) -> bytes:
+    """Text the parser made from bytes (ASCII, with 8-bit bytes surrogate-escaped) back into those bytes. Text that
+    holds real non-ASCII characters (an RFC 2231 filename, say) becomes UTF-8 instead of raising, and any other lone
+    surrogate U+FFFD: never raises."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return scrub(text).encode("utf-8")
+
+
 def _decode_word(encoding: str, payload: str) -> bytes:
-    raw = payload.encode("ascii", "surrogateescape")
+    raw = as_received(payload)
     if encoding in "qQ":
         return quopri.decodestring(raw.replace(b"_", b" "), header=False)
     return lenient_b64decode(raw)[0]

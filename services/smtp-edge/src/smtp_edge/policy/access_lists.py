@@ -21,9 +21,11 @@ from pathlib import Path
 
 import structlog
 
+from smtp_edge.smtp import replies
+
 log = structlog.get_logger(__name__)
 
-DENIED = "421 4.7.1 Connections from your address are not accepted here"
+DENIED = replies.DENIED
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -10,8 +10,9 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from smtp_edge.policy.counters import Counters
+from smtp_edge.smtp import replies
 
-THROTTLED = "421 4.7.0 Too many authentication failures, try again later"
+THROTTLED = replies.AUTH_THROTTLED
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

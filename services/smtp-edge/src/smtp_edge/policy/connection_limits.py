@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-REFUSED_PER_IP = "421 4.7.0 Too many connections from your address, try again later"
-REFUSED_TOTAL = "421 4.7.0 Too many connections, try again later"
+from smtp_edge.smtp import replies
+
+REFUSED_PER_IP = replies.TOO_MANY_CONNECTIONS_FROM_IP
+REFUSED_TOTAL = replies.TOO_MANY_CONNECTIONS
 
 
 class ConnectionLimiter:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from smtp_edge.policy.counters import Counters
 from smtp_edge.policy.refusal import Refusal
+from smtp_edge.smtp import replies
 
-OVER_IP_LIMIT = "450 4.7.1 Too many messages from your address ({limit} per {window}), try again later"
-OVER_ACCOUNT_LIMIT = "450 4.7.1 Too many messages for this account ({limit} per {window}), try again later"
+OVER_IP_LIMIT = replies.OVER_IP_RATE
+OVER_ACCOUNT_LIMIT = replies.OVER_ACCOUNT_RATE
 
 
 def account_key(username: str) -> str:

@@ -14,6 +14,7 @@ from gateway_mime.frames import SmtpCredentials
 from smtp_edge.forwarding.client import ForwarderClient
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.auth_throttle import THROTTLED, AuthFailureThrottle
+from smtp_edge.smtp import replies
 from smtp_edge.smtp.session import GatewaySession
 
 log = structlog.get_logger(__name__)
@@ -33,21 +34,21 @@ def decode_b64(text: str) -> bytes:
     try:
         return b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raise SaslSyntaxError("501 5.5.2 Cannot decode base64") from None
+        raise SaslSyntaxError(replies.AUTH_BAD_BASE64) from None
 
 
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SaslSyntaxError("501 5.5.2 Credentials must be UTF-8") from None
+        raise SaslSyntaxError(replies.AUTH_NOT_UTF8) from None
 
 
 def split_plain(blob: bytes) -> tuple[str, str]:
     """authzid NUL authcid NUL passwd; the authorization identity is ignored (we act as authcid only)."""
     parts = blob.split(b"\0")
     if len(parts) != 3:
-        raise SaslSyntaxError("501 5.5.2 Cannot split PLAIN credentials")
+        raise SaslSyntaxError(replies.AUTH_BAD_PLAIN)
     return _text(parts[1]), _text(parts[2])
 
 

@@ -4,7 +4,7 @@ aiosmtpd reads DATA one line at a time through a 1 KiB-limited StreamReader: abo
 thousands of transport pauses for a 20 MB message, on the event loop every other session shares. Here the reader
 looks for the end-of-data sequence itself (`readuntil`, in C) over pieces of up to 1 MiB, and the line-ending
 normalisation, the line-length check and dot-unstuffing are single C-speed passes over the whole message. Replies
-stay aiosmtpd's.
+come from the reply table (smtp/replies.py).
 
 Line endings (docs/smtp.md): DATA ends only at <CRLF>.<CRLF> as sent on the wire. Inside the message a bare LF or a
 bare CR is, by default, a line end like CRLF (Postfix's `smtpd_forbid_bare_newline = normalize`, and what Python's
@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+
+from smtp_edge.smtp import replies
 
 END_OF_DATA = b"\r\n.\r\n"
 # RFC 5321 4.5.3.1.6: 1000 octets with CRLF, plus one for a transparent dot; [^\n] counts the CR. Anchored at
@@ -35,9 +37,11 @@ class BareNewline(StrEnum):
 
 
 class DataProblem(Enum):
-    LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
-    TOO_MUCH_DATA = "552 Error: Too much mail data"
-    BARE_LINE_ENDING = "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
+    """The reply (smtp/replies.py) for a message refused while it was read; TOO_MUCH_DATA's has the size limit."""
+
+    LINE_TOO_LONG = replies.LINE_TOO_LONG
+    TOO_MUCH_DATA = replies.TOO_BIG
+    BARE_LINE_ENDING = replies.BARE_LINE_ENDING
 
 
 @dataclass(frozen=True, slots=True)

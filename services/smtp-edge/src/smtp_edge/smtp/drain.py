@@ -7,7 +7,9 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+from smtp_edge.smtp import replies
+
+SHUTTING_DOWN = replies.SHUTTING_DOWN
 # How long a draining session may still send its QUIT (answered 221) before it is told 421: a client that just got
 # its 250 says QUIT within a round trip, and Python's `with smtplib.SMTP(...)` raises on any QUIT reply but 221.
 DRAIN_LINGER_SECONDS = 2.0

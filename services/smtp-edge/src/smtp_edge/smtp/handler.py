@@ -14,9 +14,9 @@ from gateway_mime import AttachmentTooLarge, MessageRejected, ParsedMessage
 from gateway_mime.frames import HeadersTooLarge, SmtpEnvelope, submission_frames
 from gateway_mime.submission import read_submission
 from smtp_edge.forwarding.client import Answer, ForwarderClient
-from smtp_edge.forwarding.replies import TEMPORARY_FAILURE, safe_text
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.message_rates import MessageRateLimiter
+from smtp_edge.smtp import replies
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.session import GatewaySession
 
@@ -32,7 +32,7 @@ class TransactionLimits:
 
 
 NULL_SENDER = "<>"
-NO_SENDER = "550 5.6.0 Message has no sender: add a From: header (MAIL FROM:<> is empty)"
+NO_SENDER = replies.NO_SENDER
 
 
 def plausible_address(address: str) -> bool:
@@ -77,7 +77,7 @@ class GatewayHandler:
 
     async def handle_VRFY(self, server: Any, session: GatewaySession, envelope: Envelope, address: str) -> str:
         # RFC 5321 3.5.3: a submission server need not disclose mailboxes; 252 says "send it anyway".
-        return "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+        return replies.VRFY
 
     async def handle_PROXY(self, server: Any, session: GatewaySession, envelope: Envelope, proxy_data: Any) -> bool:
         # Any well-formed PROXY header is accepted; the admission policies then judge the real client IP.
@@ -89,7 +89,7 @@ class GatewayHandler:
         # "<>" is the null reverse-path (RFC 5321 4.5.5): legal, e.g. for auto-replies, and kept as "<>" here
         # because aiosmtpd reads an empty mail_from as "no MAIL yet".
         if address != NULL_SENDER and not plausible_address(address):
-            return "501 5.1.7 Bad sender address syntax"
+            return replies.BAD_SENDER
         # The rate limits are judged here, before the client sends the message: over a limit, it keeps it.
         username = session.credentials.username if session.credentials is not None else None
         refusal = await self._rates.admit_transaction(server.client_ip, username)
@@ -99,18 +99,18 @@ class GatewayHandler:
             return refusal.reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        return "250 2.1.0 Sender OK"
+        return replies.SENDER_OK
 
     async def handle_RCPT(
         self, server: Any, session: GatewaySession, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if not plausible_address(address):
-            return "501 5.1.3 Bad recipient address syntax"
+            return replies.BAD_RECIPIENT
         if len(envelope.rcpt_tos) >= self._limits.max_recipients:
-            return f"452 4.5.3 Too many recipients (at most {self._limits.max_recipients} per message)"
+            return replies.TOO_MANY_RECIPIENTS.format(limit=self._limits.max_recipients)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        return "250 2.1.5 Recipient OK"
+        return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: Any, session: GatewaySession, envelope: Envelope) -> str:
         """The DATA reply (counted in smtp_messages_total by the protocol, with the refusals made before this)."""
@@ -128,7 +128,7 @@ class GatewayHandler:
         size = len(raw)
         self._metrics.email_size.observe(size)
         if session.credentials is None:  # auth_required makes this unreachable; never forward anonymously
-            return "530 5.7.0 Authentication required"
+            return replies.AUTH_REQUIRED
         smtp_envelope = SmtpEnvelope(
             mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -137,11 +137,13 @@ class GatewayHandler:
             parsed, identity = await self._parse(raw, smtp_envelope.mail_from)
         except MessageRejected as rejected:
             log.info("message refused by the parser", reason=rejected.reason)
-            code = "552 5.3.4" if isinstance(rejected, AttachmentTooLarge) else "550 5.6.0"
-            return f"{code} {safe_text(rejected.reason)}"
+            refusal = (
+                replies.ATTACHMENT_TOO_LARGE if isinstance(rejected, AttachmentTooLarge) else replies.MESSAGE_REFUSED
+            )
+            return refusal.format(reason=replies.safe_text(rejected.reason) or "Message refused")
         except Exception:
             log.exception("message could not be parsed")
-            return TEMPORARY_FAILURE
+            return replies.TEMPORARY_FAILURE
         del raw  # while forwarding takes its time, only the parsed form is held
         if parsed.defects:
             log.info("message has MIME defects", defects=list(parsed.defects))
@@ -151,7 +153,7 @@ class GatewayHandler:
         try:
             frames = submission_frames(parsed, smtp_envelope, session.credentials, message_identity=identity)
         except HeadersTooLarge as too_large:
-            return f"552 5.3.4 Message headers too large (limit {too_large.limit} bytes)"
+            return replies.HEADERS_TOO_LARGE.format(limit=too_large.limit)
         started = time.perf_counter()
         # Shielded: a client that hangs up must not cancel a submission the API may already have accepted.
         forwarding = asyncio.ensure_future(self._forwarder.submit(frames, correlation_id=session.correlation_id))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from smtp_edge.smtp import replies
+
 SYNTAX: dict[str, str] = {
     "AUTH": "AUTH <mechanism> [initial-response]",
     "DATA": "DATA",
@@ -47,10 +49,10 @@ def available_commands(state: SessionState) -> tuple[str, ...]:
 
 def help_reply(state: SessionState, arg: str) -> str:
     commands = available_commands(state)
-    listing = "Supported commands: " + " ".join(commands)
+    listing = " ".join(commands)
     if not arg:
-        return f"250 2.0.0 {listing}"
+        return replies.HELP.format(commands=listing)
     command = arg.strip().upper()
     if command in commands:
-        return f"250 2.0.0 Syntax: {SYNTAX[command]}"
-    return f"501 5.5.4 No help for {command[:20]!r} here; {listing}"
+        return replies.HELP_SYNTAX.format(syntax=SYNTAX[command])
+    return replies.HELP_UNKNOWN.format(topic=repr(command[:20]), commands=listing)

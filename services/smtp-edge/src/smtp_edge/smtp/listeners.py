@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
+from smtp_edge.smtp import replies
 from smtp_edge.smtp.data_reader import BareNewline
 from smtp_edge.smtp.drain import LiveSessions
 from smtp_edge.smtp.handler import GatewayHandler
@@ -58,7 +59,7 @@ class SmtpListeners:
             bare_newline=self._config.bare_newline,
             proxy_protocol_timeout=self._config.proxy_protocol_timeout,
             hostname=self._config.hostname,
-            ident="ESMTP Cakemail SMTP Gateway",
+            ident=replies.IDENT,
             data_size_limit=self._config.size_limit,
             enable_SMTPUTF8=True,
             decode_data=False,

@@ -1,9 +1,11 @@
 """aiosmtpd's SMTP protocol with the gateway's session, implicit TLS before the greeting, admission policies,
-enhanced status codes, bulk DATA, per-connection logging and a goodbye on shutdown."""
+replies from the reply table (smtp/replies.py), bulk DATA, per-connection logging and a goodbye on shutdown."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import time
 from asyncio import sslproto
@@ -11,15 +13,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, AnyStr, cast
 
 import structlog
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, TLSSetupException, _Missing, syntax
 
 from gateway_common import tracing
 from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
+from smtp_edge.smtp import replies
 from smtp_edge.smtp.data_reader import BareNewline, read_data
 from smtp_edge.smtp.drain import DRAIN_LINGER_SECONDS, SHUTTING_DOWN, LiveSessions
-from smtp_edge.smtp.enhanced_codes import with_enhanced_code
 from smtp_edge.smtp.help import SessionState, help_reply
 from smtp_edge.smtp.session import GatewaySession
 from smtp_edge.tls.early_data import feed
@@ -48,7 +50,7 @@ class GatewaySMTP(SMTP):
         self._greeted = False
         self._admitted_ip: str | None = None
         self._client_ip: str | None = None
-        self._verbatim = False  # EHLO/HELO replies carry no enhanced codes (RFC 2034)
+        self._verbatim = False  # EHLO/HELO's 250 lines carry no enhanced codes (RFC 2034)
         self.in_transaction = False
         self._tls_before_greeting = tls_before_greeting
         self._bare_newline = bare_newline
@@ -121,37 +123,106 @@ class GatewaySMTP(SMTP):
                 self._admitted_ip = None
             log.info("session closed")
 
-    async def _start_tls_before_greeting(self) -> bool:
-        """Implicit TLS (RFC 8314), done the way aiosmtpd does STARTTLS, so both listeners share one dialogue."""
+    async def _start_tls(self, *, buffered_bytes_are_tls: bool) -> bool:
+        """Puts TLS under the dialogue, the way aiosmtpd does STARTTLS, so both listeners share one dialogue; False
+        (connection closed) when the handshake fails.
+
+        Bytes already in the stream reader's buffer: for implicit TLS (RFC 8314) the client's ClientHello, sent
+        right behind a PROXY header or just fast, so they go to the TLS layer; after STARTTLS, commands pipelined
+        behind it in clear text (a man in the middle may have added them: CVE-2011-0411), so they are dropped, never
+        processed. Either way the reader lets go of them now, and resumes the socket if it had paused reading over
+        them (more than twice its line limit buffered, e.g. behind an over-long line): a paused socket would never
+        hand the handshake its bytes, and a client sending plain text would wait for COMMAND_TIMEOUT_SECONDS
+        instead of failing at once."""
         assert self.tls_context is not None
         waiter: asyncio.Future[None] = self.loop.create_future()
         self._tls_protocol = sslproto.SSLProtocol(self.loop, self, self.tls_context, waiter, server_side=True)
         self._original_transport = self.transport
         assert self._original_transport is not None
-        # The client may have sent its ClientHello already (right behind a PROXY header, or just fast): those
-        # bytes sit in the stream reader's buffer and belong to the TLS layer now.
-        early = bytes(self._reader._buffer)  # type: ignore[attr-defined]
-        self._reader._buffer.clear()  # type: ignore[attr-defined]
+        reader = self._reader
+        buffered = bytes(reader._buffer)  # type: ignore[attr-defined]
+        reader._buffer.clear()  # type: ignore[attr-defined]
         self._original_transport.set_protocol(self._tls_protocol)
         self.transport = self._tls_protocol._app_transport
         self._tls_protocol.connection_made(self._original_transport)
-        if early:
-            feed(self._tls_protocol, early)
+        reader._maybe_resume_transport()  # type: ignore[attr-defined]
+        if buffered and buffered_bytes_are_tls:
+            feed(self._tls_protocol, buffered)
+        elif buffered:
+            log.info("bytes pipelined behind STARTTLS dropped", size=len(buffered))
         try:
             await waiter
         except Exception as error:  # not TLS, wrong version, no common cipher, gone
             log.info("tls handshake failed", error=str(error) or type(error).__name__)
-            self._metrics.connections.labels("tls_failed").inc()
             self._original_transport.close()
             return False
         return True
 
+    async def _start_tls_before_greeting(self) -> bool:
+        if await self._start_tls(buffered_bytes_are_tls=True):
+            return True
+        self._metrics.connections.labels("tls_failed").inc()  # a connection never accepted (docs/operations.md)
+        return False
+
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
         if self._tls_protocol is not None:
-            await self.push("503 5.5.1 TLS already active")
+            await self.push(replies.TLS_ALREADY_ACTIVE)
             return
-        await super().smtp_STARTTLS(arg)
+        if arg:
+            await self.push(replies.SYNTAX.format(syntax="STARTTLS"))
+            return
+        await self.push(replies.READY_FOR_TLS)
+        if not await self._start_tls(buffered_bytes_are_tls=False):
+            raise TLSSetupException()  # aiosmtpd's loop then ends the session, as for its own STARTTLS
+
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug while handling a command: logged, and the client hears a table reply, never the exception's text
+        (aiosmtpd's default answers "500 Error: (ValueError) ...")."""
+        if not isinstance(error, TLSSetupException):  # a failed handshake is logged already; the session just ends
+            log.exception("error while handling a command")
+        return replies.LOCAL_ERROR
+
+    async def challenge_auth(
+        self, challenge: str | bytes, encode_to_b64: bool = True, log_client_response: bool = False
+    ) -> _Missing | bytes:
+        """aiosmtpd's, except for a response longer than the line limit: aiosmtpd lets the reader's ValueError
+        through (answered with the exception's text); here the whole line is read and dropped and the client told
+        500 5.5.6 (RFC 4954 4). Responses are never logged."""
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (base64.b64encode(raw) if encode_to_b64 else raw))
+        line = await self._read_line()
+        if line is None:
+            await self.push(replies.AUTH_LINE_TOO_LONG)
+            return MISSING
+        blob = line.strip()
+        if blob == b"*":  # RFC 4954: the client cancels the exchange
+            await self.push(replies.AUTH_ABORTED)
+            return MISSING
+        try:
+            return base64.b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push(replies.AUTH_BAD_BASE64)
+            return MISSING
+
+    async def _read_line(self) -> bytes | None:
+        """One line, or None when it was longer than the reader's limit (then read to its end and dropped, as
+        aiosmtpd does with an over-long command). At EOF, what there was (like StreamReader.readline)."""
+        reader = self._reader
+        try:
+            return await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as eof:
+            return eof.partial
+        except asyncio.LimitOverrunError as overrun:
+            await reader.read(overrun.consumed)
+        while True:
+            try:
+                await reader.readuntil(b"\n")
+                return None
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as overrun:
+                await reader.read(overrun.consumed)
 
     async def _greet_or_refuse(self, greeting: str) -> None:
         """The one hook point before the greeting: PROXY data is known, nothing else has been said."""
@@ -182,7 +253,7 @@ class GatewaySMTP(SMTP):
 
     def _timeout_cb(self) -> None:
         """RFC 5321 4.5.3.2: say why before closing an idle connection (aiosmtpd just closes it)."""
-        reply = SHUTTING_DOWN if self._live.draining else "421 4.4.2 Timeout waiting for a command, closing connection"
+        reply = SHUTTING_DOWN if self._live.draining else replies.TIMEOUT
         log.info("session timed out", reply=reply)
         # A cast, not isinstance(asyncio.WriteTransport): uvloop's transports implement it without subclassing it.
         transport = cast(asyncio.WriteTransport | None, self.transport)
@@ -214,6 +285,9 @@ class GatewaySMTP(SMTP):
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:  # answered here: under _verbatim the syntax error would lose its enhanced code
+            await self.push(replies.SYNTAX.format(syntax="EHLO hostname"))
+            return
         self._verbatim = True
         try:
             await super().smtp_EHLO(hostname)
@@ -222,6 +296,9 @@ class GatewaySMTP(SMTP):
 
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push(replies.SYNTAX.format(syntax="HELO hostname"))
+            return
         self._verbatim = True
         try:
             await super().smtp_HELO(hostname)
@@ -249,22 +326,22 @@ class GatewaySMTP(SMTP):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
+            await self.push(replies.NEED_RCPT)
             return
         if arg:
-            await self.push("501 Syntax: DATA")
+            await self.push(replies.SYNTAX.format(syntax="DATA"))
             return
         self.in_transaction = True
         self._live.transaction_started()
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self.push(replies.START_DATA)
             outcome = await read_data(
                 self._reader, self.data_size_limit, on_progress=self._reset_timeout, bare_newline=self._bare_newline
             )
             received = time.perf_counter()
             self._metrics.emails_received.inc()
             if outcome.problem is not None:
-                status = outcome.problem.value
+                status = outcome.problem.value.format(limit=self.data_size_limit)
             else:
                 self.envelope.content = self.envelope.original_content = outcome.content
                 del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
@@ -284,8 +361,8 @@ class GatewaySMTP(SMTP):
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
             if not self._greeted and status.startswith("220 "):
-                await self._greet_or_refuse(status)
+                await self._greet_or_refuse(replies.GREETING.format(hostname=self.hostname))
                 return
             if not self._verbatim:
-                status = with_enhanced_code(status, size_limit=self.data_size_limit or 0)
+                status = replies.outgoing(status, size_limit=self.data_size_limit or 0)
         await super().push(status)
