@@ -546,7 +546,7 @@ def test_one_dockerfile_for_every_service() -> None:
     assert sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "services").glob("*/Dockerfile")) == []
     dockerignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     assert "*" in dockerignore, "the context is an allow list"
-    for needed in ("pyproject.toml", "proto", "services"):
+    for needed in ("requirements/runtime.lock", "requirements/codegen.lock", "proto", "services"):
         assert f"!{needed}" in dockerignore, f"{needed} is not in the build context"
 
 
