@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from email import policy, utils
+from email import utils
 from email.message import Message
 
+from gateway_mime.email_policy import POLICY
 from gateway_mime.model import Address
 from gateway_mime.text import as_received, clean_header_text, decode_encoded_words, scrub, unfold
 
@@ -90,7 +91,7 @@ def decode_unstructured(raw: str, defects: Defects) -> str:
     text = _text(raw, defects)
     if len(text) <= _STRUCTURED_PARSE_LIMIT * 8:
         try:
-            header = policy.default.header_factory("subject", text)
+            header = POLICY.header_factory("subject", text)
             decoded = scrub(str(header))
             if "\ufffd" not in decoded or "\ufffd" in text:
                 defects.add_all(header.defects)
@@ -114,7 +115,7 @@ def parse_addresses(raw: str, defects: Defects) -> list[Address]:
             # The stdlib keeps the whitespace between adjacent encoded words of a display name (RFC 2047 6.2 says
             # it is not text; a long name folded by any mailer comes back with spaces inside), so it goes first.
             joined = _BETWEEN_WORDS.sub("?=", _ENCODED_COMMA.sub(r"\1,", text))
-            header = policy.default.header_factory("to", joined)
+            header = POLICY.header_factory("to", joined)
             pairs = [(a.display_name, a.addr_spec) for a in header.addresses]
             defects.add_all(d for d in header.defects if joined == text or "after encoded-word" not in str(d))
             if joined != text and _ENCODED_COMMA.search(text):

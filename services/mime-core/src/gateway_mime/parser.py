@@ -17,6 +17,7 @@ from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesParser
 
+from gateway_mime.email_policy import POLICY
 from gateway_mime.headers import Defects, read_headers
 from gateway_mime.model import AttachmentPart, AttachmentTooLarge, MessageRejected, ParsedMessage
 from gateway_mime.structure import TOO_DEEP_TYPE, bound_structure, needs_bounding
@@ -115,7 +116,7 @@ def derived_message_id(identity: str, domain: str) -> str:
 
 def _parse_bytes(raw: bytes, defects: Defects) -> Message:
     """The stdlib parse, on a structure-bounded copy when the message is too deep or has too many parts for it."""
-    parser = BytesParser(policy=policy.default)
+    parser = BytesParser(policy=POLICY)  # policy.default's parse, reused (email_policy.py)
     if needs_bounding(raw, MAX_PARTS):
         raw, applied = bound_structure(raw, max_depth=MAX_DEPTH, max_parts=MAX_PARTS)
         defects.add_all(applied)
