@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+import aiohttp
 import aiosmtplib
-import httpx
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from devstack.certs import DevCertificate
 from devstack.stack import Stack, free_port
+from forwarder.api.http import HttpTransport
 from forwarder.app import ForwarderApp
 from forwarder.config import ForwarderSettings
 from forwarder.metrics import ForwarderMetrics
@@ -84,11 +85,13 @@ async def test_one_message_is_one_trace_across_both_services(
     )
     traceparents: list[str] = []
 
-    async def record(request: httpx.Request) -> None:
+    async def record(_session: object, _context: object, request: aiohttp.TraceRequestStartParams) -> None:
         traceparents.append(request.headers.get("traceparent", ""))
 
-    http: httpx.AsyncClient = getattr(forwarder.api, "_transport").http  # noqa: B009 (the real client, observed)
-    http.event_hooks = {"request": [record], "response": []}
+    observer = aiohttp.TraceConfig()
+    observer.on_request_start.append(record)
+    transport: HttpTransport = getattr(forwarder.api, "_transport")  # noqa: B009 (the real transport, observed)
+    transport.trace_configs.append(observer)
     await forwarder.start()
     try:
         edge = EdgeApp(

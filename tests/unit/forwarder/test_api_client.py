@@ -1,33 +1,35 @@
-"""The v1 flavor's httpx client alone (respx): statuses and bodies become typed results and errors."""
+"""The v1 flavor's HTTP client alone, against a canned API on loopback: statuses and bodies become typed results
+and errors."""
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import respx
 
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable, Rejection
 from forwarder.api.http import HttpTransport
 from forwarder.api.v1.client import V1Client as CakemailClient
+from tests.unit.forwarder.fake_api import LOST, FakeApi
 from tests.unit.forwarder.samples import EMAIL
-
-BASE = "http://api.test"
 
 
 @pytest.fixture
-async def client() -> CakemailClient:
-    return CakemailClient(HttpTransport.create(BASE, timeout=5, connect_timeout=1, max_connections=4))
+async def client(fake_api: FakeApi) -> AsyncIterator[CakemailClient]:
+    transport = HttpTransport.create(fake_api.base_url, timeout=5, connect_timeout=1, max_connections=4)
+    yield CakemailClient(transport)
+    await transport.aclose()
 
 
 CTX = CallContext("rid")
 
 
-@respx.mock
-async def test_send_email_sends_the_documented_headers(client: CakemailClient) -> None:
-    route = respx.post(f"{BASE}/v1/emails").mock(
+async def test_send_email_sends_the_documented_headers(client: CakemailClient, fake_api: FakeApi) -> None:
+    route = fake_api.post("/v1/emails").mock(
         return_value=httpx.Response(200, json={"message_id": "m-1", "status": "queued"})
     )
     assert await client.send_email("key", EMAIL, idempotency_key="idem", ctx=CTX) == "m-1"
@@ -37,9 +39,8 @@ async def test_send_email_sends_the_documented_headers(client: CakemailClient) -
     assert sent.headers["X-Request-Id"] == "rid"
 
 
-@respx.mock
-async def test_validate_credentials_parses_the_token(client: CakemailClient) -> None:
-    respx.post(f"{BASE}/v1/auth/validate").mock(
+async def test_validate_credentials_parses_the_token(client: CakemailClient, fake_api: FakeApi) -> None:
+    fake_api.post("/v1/auth/validate").mock(
         return_value=httpx.Response(
             200, json={"api_key": "k", "account_id": "acct", "email": "u@x.test", "expires_in": 600}
         )
@@ -61,18 +62,16 @@ async def test_validate_credentials_parses_the_token(client: CakemailClient) -> 
         (httpx.Response(200, json={"status": "queued"}), ApiUnavailable),
     ],
 )
-@respx.mock
 async def test_statuses_map_to_typed_errors(
-    client: CakemailClient, response: httpx.Response, error: type[Exception]
+    client: CakemailClient, fake_api: FakeApi, response: httpx.Response, error: type[Exception]
 ) -> None:
-    respx.post(f"{BASE}/v1/emails").mock(return_value=response)
+    fake_api.post("/v1/emails").mock(return_value=response)
     with pytest.raises(error):
         await client.send_email("key", EMAIL, idempotency_key="i", ctx=CTX)
 
 
-@respx.mock
-async def test_retry_after_and_rejection_details_are_kept(client: CakemailClient) -> None:
-    respx.post(f"{BASE}/v1/emails").mock(
+async def test_retry_after_and_rejection_details_are_kept(client: CakemailClient, fake_api: FakeApi) -> None:
+    fake_api.post("/v1/emails").mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "7"}),
             httpx.Response(400, json={"error": "validation_error", "message": "bad from", "field": "from"}),
@@ -90,22 +89,57 @@ async def test_retry_after_and_rejection_details_are_kept(client: CakemailClient
     )
 
 
-@pytest.mark.parametrize("exc", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
-@respx.mock
-async def test_transport_errors_are_unavailable(client: CakemailClient, exc: Exception) -> None:
-    respx.post(f"{BASE}/v1/auth/validate").mock(side_effect=exc)
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_refused_connection_is_safe_to_repeat() -> None:
+    transport = HttpTransport.create(
+        f"http://127.0.0.1:{_closed_port()}", timeout=5, connect_timeout=1, max_connections=4
+    )
+    try:
+        with pytest.raises(ApiUnavailable) as refused:
+            await transport.request("POST", "/v1/emails", CTX, retry_lost_answers=False, json={})
+    finally:
+        await transport.aclose()
+    assert refused.value.retryable and not refused.value.ambiguous
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+async def test_a_lost_answer_is_retryable_only_when_the_call_is_idempotent(fake_api: FakeApi, idempotent: bool) -> None:
+    fake_api.post("/v1/emails").mock(return_value=LOST)
+    transport = HttpTransport.create(fake_api.base_url, timeout=5, connect_timeout=1, max_connections=4)
+    try:
+        with pytest.raises(ApiUnavailable) as lost:
+            await transport.request("POST", "/v1/emails", CTX, retry_lost_answers=idempotent, json={})
+    finally:
+        await transport.aclose()
+    assert (lost.value.retryable, lost.value.ambiguous) == (idempotent, not idempotent)
+    assert len(fake_api.post("/v1/emails").calls) == 1  # it did arrive
+
+
+async def test_transport_errors_are_unavailable(client: CakemailClient, fake_api: FakeApi) -> None:
+    fake_api.post("/v1/auth/validate").mock(return_value=LOST)
     with pytest.raises(ApiUnavailable):
         await client.validate_credentials("u", "p", CTX)
 
 
-@respx.mock
-async def test_the_configured_connect_timeout_bounds_every_call_with_a_deadline() -> None:
-    transport = HttpTransport.create(BASE, timeout=30, connect_timeout=0.7, max_connections=4)
-    route = respx.post(f"{BASE}/v1/emails").mock(return_value=httpx.Response(200, json={"message_id": "m"}))
+async def test_the_configured_connect_timeout_bounds_every_call_with_a_deadline(fake_api: FakeApi) -> None:
+    transport = HttpTransport.create(fake_api.base_url, timeout=30, connect_timeout=0.7, max_connections=4)
+    timeouts = transport.timeout_for(CallContext("r", deadline=time.monotonic() + 10))
+    assert timeouts.sock_connect == 0.7  # was min(timeout, 3.0) whatever the setting said
+    assert timeouts.sock_read is not None and 9 < timeouts.sock_read <= 10
+    assert timeouts.connect is not None and 9 < timeouts.connect <= 10  # waiting for a pooled connection included
+    short = transport.timeout_for(CallContext("r", deadline=time.monotonic() + 0.2))
+    assert short.sock_connect is not None and short.sock_connect <= 0.2
+    unbounded = transport.timeout_for(CallContext("r"))
+    assert (unbounded.sock_connect, unbounded.sock_read, unbounded.total) == (0.7, 30, None)
+    route = fake_api.post("/v1/emails").mock(return_value=httpx.Response(200, json={"message_id": "m"}))
     client = CakemailClient(transport)
-    await client.send_email("key", EMAIL, idempotency_key="i", ctx=CallContext("r", deadline=time.monotonic() + 10))
-    timeouts = route.calls.last.request.extensions["timeout"]
-    assert timeouts["connect"] == 0.7  # was min(timeout, 3.0) whatever the setting said
-    assert 9 < timeouts["read"] <= 10
-    await client.send_email("key", EMAIL, idempotency_key="i", ctx=CallContext("r", deadline=time.monotonic() + 0.2))
-    assert route.calls.last.request.extensions["timeout"]["connect"] <= 0.2
+    try:
+        await client.send_email("key", EMAIL, idempotency_key="i", ctx=CallContext("r", deadline=time.monotonic() + 10))
+    finally:
+        await transport.aclose()
+    assert route.calls.last.request.headers["Idempotency-Key"] == "i"

@@ -1,16 +1,16 @@
-"""The v2 flavor's HTTP client alone (respx): token, refresh, MFA, senders (paged, cached), one call per recipient,
-lost answers reported as ambiguous and never repeated, the activity-log lookup."""
+"""The v2 flavor's HTTP client alone, against a canned API on loopback: token, refresh, MFA, senders (paged,
+cached), one call per recipient, lost answers reported as ambiguous and never repeated, the activity-log lookup."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import random
+from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
-import respx
 from prometheus_client import CollectorRegistry
 
 from forwarder.api.context import CallContext
@@ -23,9 +23,9 @@ from forwarder.resilience.breaker import BreakerSettings, CircuitBreaker
 from forwarder.resilience.bulkhead import Bulkhead
 from forwarder.resilience.pipeline import ApiPipeline
 from forwarder.resilience.retry import RetryPolicy
+from tests.unit.forwarder.fake_api import LOST, FakeApi
 from tests.unit.forwarder.samples import EMAIL
 
-BASE = "http://api.test"
 CTX = CallContext("rid")
 REF = MessageRef("<m@x.test>", "digest")
 SESSION = Session("at-1", ("1001", "1002"), "u@x.test", 900, "rt-1")
@@ -40,7 +40,7 @@ def senders_page(*senders: tuple[str, str, bool]) -> dict[str, object]:
 
 
 @pytest.fixture
-def api() -> V2Api:
+async def api(fake_api: FakeApi) -> AsyncIterator[V2Api]:
     metrics = ForwarderMetrics(CollectorRegistry())
     pipeline = ApiPipeline(
         bulkhead=Bulkhead(10, metrics),
@@ -49,13 +49,13 @@ def api() -> V2Api:
         rng=random.Random(0),
         metrics=metrics,
     )
-    transport = HttpTransport.create(BASE, timeout=5, connect_timeout=1, max_connections=4)
-    return V2Api(transport, pipeline, V2Options(lookup_window_seconds=30))
+    transport = HttpTransport.create(fake_api.base_url, timeout=5, connect_timeout=1, max_connections=4)
+    yield V2Api(transport, pipeline, V2Options(lookup_window_seconds=30))
+    await transport.aclose()
 
 
-@respx.mock
-async def test_sign_in_is_a_form_encoded_password_grant(api: V2Api) -> None:
-    route = respx.post(f"{BASE}/token").mock(return_value=httpx.Response(200, json=TOKEN))
+async def test_sign_in_is_a_form_encoded_password_grant(api: V2Api, fake_api: FakeApi) -> None:
+    route = fake_api.post("/token").mock(return_value=httpx.Response(200, json=TOKEN))
     session = await api.sign_in("u@x.test", "pw", None, CTX)
     assert (session.access_token, session.accounts, session.email) == ("at-1", ("1001",), "u@x.test")
     request = route.calls.last.request
@@ -68,17 +68,15 @@ async def test_sign_in_is_a_form_encoded_password_grant(api: V2Api) -> None:
     assert request.headers["X-Request-Id"] == "rid"
 
 
-@respx.mock
-async def test_an_mfa_user_is_told_apart_from_a_wrong_password(api: V2Api) -> None:
-    respx.post(f"{BASE}/token").mock(return_value=httpx.Response(401, json={"challenge": "c-1"}))
+async def test_an_mfa_user_is_told_apart_from_a_wrong_password(api: V2Api, fake_api: FakeApi) -> None:
+    fake_api.post("/token").mock(return_value=httpx.Response(401, json={"challenge": "c-1"}))
     with pytest.raises(ApiMfaRequired):
         await api.sign_in("mfa@x.test", "pw", None, CTX)
 
 
-@respx.mock
-async def test_refresh_first_then_the_password_when_the_refresh_token_is_refused(api: V2Api) -> None:
+async def test_refresh_first_then_the_password_when_the_refresh_token_is_refused(api: V2Api, fake_api: FakeApi) -> None:
     refreshed = {**TOKEN, "access_token": "at-2", "refresh_token": "rt-2", "accounts": []}
-    route = respx.post(f"{BASE}/token").mock(
+    route = fake_api.post("/token").mock(
         side_effect=[
             httpx.Response(200, json=refreshed),
             httpx.Response(401, json={"detail": [{"msg": "refresh token used", "type": "unauthorized"}]}),
@@ -96,13 +94,14 @@ async def test_refresh_first_then_the_password_when_the_refresh_token_is_refused
     assert parse_qs(route.calls[2].request.content.decode())["grant_type"] == ["password"]
 
 
-@respx.mock
-async def test_senders_are_read_across_pages_once_and_one_call_goes_to_each_recipient(api: V2Api) -> None:
+async def test_senders_are_read_across_pages_once_and_one_call_goes_to_each_recipient(
+    api: V2Api, fake_api: FakeApi
+) -> None:
     first = senders_page(*((str(i), f"s{i}@x.test", True) for i in range(50)))
-    senders = respx.get(f"{BASE}/brands/default/senders").mock(
+    senders = fake_api.get("/brands/default/senders").mock(
         side_effect=[httpx.Response(200, json=first), httpx.Response(200, json=senders_page(("77", "a@x.test", True)))]
     )
-    emails = respx.post(f"{BASE}/v2/emails").mock(
+    emails = fake_api.post("/v2/emails").mock(
         side_effect=lambda request: httpx.Response(
             201,
             json={
@@ -127,9 +126,8 @@ async def test_senders_are_read_across_pages_once_and_one_call_goes_to_each_reci
     assert len(senders.calls) == 2  # cached per account
 
 
-@respx.mock
-async def test_an_unconfirmed_or_unknown_sender_is_refused_naming_the_address(api: V2Api) -> None:
-    senders = respx.get(f"{BASE}/brands/default/senders").mock(
+async def test_an_unconfirmed_or_unknown_sender_is_refused_naming_the_address(api: V2Api, fake_api: FakeApi) -> None:
+    senders = fake_api.get("/brands/default/senders").mock(
         return_value=httpx.Response(200, json=senders_page(("9", "a@x.test", False)))
     )
     with pytest.raises(ApiRejected) as refused:
@@ -139,12 +137,11 @@ async def test_an_unconfirmed_or_unknown_sender_is_refused_naming_the_address(ap
     assert len(senders.calls) == 2  # looked once more in case it was confirmed since the list was cached
 
 
-@respx.mock
-async def test_x_account_id_and_x_sender_id(api: V2Api) -> None:
-    senders = respx.get(f"{BASE}/brands/default/senders").mock(
+async def test_x_account_id_and_x_sender_id(api: V2Api, fake_api: FakeApi) -> None:
+    senders = fake_api.get("/brands/default/senders").mock(
         return_value=httpx.Response(200, json=senders_page(("43", "other@x.test", True)))
     )
-    emails = respx.post(f"{BASE}/v2/emails").mock(
+    emails = fake_api.post("/v2/emails").mock(
         return_value=httpx.Response(201, json={"email": "b@x.test", "data": {"id": "e-1", "status": "queued"}})
     )
     email = dataclasses.replace(EMAIL, headers={"X-Account-Id": "1002", "X-Sender-Id": "43"})
@@ -162,35 +159,35 @@ async def test_x_account_id_and_x_sender_id(api: V2Api) -> None:
     assert "X-Sender-Id" in unknown.value.detail
 
 
-async def _one_delivery(api: V2Api) -> object:
-    respx.get(f"{BASE}/brands/default/senders").mock(
+async def _one_delivery(api: V2Api, fake_api: FakeApi) -> object:
+    fake_api.get("/brands/default/senders").mock(
         return_value=httpx.Response(200, json=senders_page(("7", "a@x.test", True)))
     )
     return (await api.prepare(SESSION, EMAIL, REF, CTX)).deliveries[0]
 
 
-@respx.mock
-async def test_a_lost_answer_is_ambiguous_and_never_repeated_a_refused_connection_is_retried(api: V2Api) -> None:
-    delivery = await _one_delivery(api)
-    emails = respx.post(f"{BASE}/v2/emails").mock(side_effect=httpx.ReadTimeout("lost"))
+async def test_a_lost_answer_is_ambiguous_and_never_repeated_an_unavailable_api_is_retried(
+    api: V2Api, fake_api: FakeApi
+) -> None:
+    delivery = await _one_delivery(api, fake_api)
+    emails = fake_api.post("/v2/emails").mock(return_value=LOST)
     with pytest.raises(ApiUnavailable) as lost:
         await delivery.send(SESSION, CTX)  # type: ignore[attr-defined]
     assert lost.value.ambiguous and not lost.value.retryable
     assert len(emails.calls) == 1
     emails.mock(
         side_effect=[
-            httpx.ConnectError("refused"),
             httpx.Response(503),
+            httpx.Response(502),
             httpx.Response(201, json={"email": "b@x.test", "data": {"id": "e-9", "status": "queued"}}),
         ]
     )
     assert await delivery.send(SESSION, CTX) == "e-9"  # type: ignore[attr-defined]
 
 
-@respx.mock
-async def test_a_201_rejected_recipient_is_a_refusal(api: V2Api) -> None:
-    delivery = await _one_delivery(api)
-    respx.post(f"{BASE}/v2/emails").mock(
+async def test_a_201_rejected_recipient_is_a_refusal(api: V2Api, fake_api: FakeApi) -> None:
+    delivery = await _one_delivery(api, fake_api)
+    fake_api.post("/v2/emails").mock(
         return_value=httpx.Response(201, json={"email": "b@x.test", "data": {"id": "e-1", "status": "rejected"}})
     )
     with pytest.raises(ApiRejected) as refused:
@@ -198,10 +195,9 @@ async def test_a_201_rejected_recipient_is_a_refusal(api: V2Api) -> None:
     assert refused.value.kind is Rejection.RECIPIENT
 
 
-@respx.mock
-async def test_the_activity_logs_settle_a_lost_answer(api: V2Api) -> None:
-    delivery = await _one_delivery(api)
-    logs = respx.get(f"{BASE}/v2/logs/emails").mock(
+async def test_the_activity_logs_settle_a_lost_answer(api: V2Api, fake_api: FakeApi) -> None:
+    delivery = await _one_delivery(api, fake_api)
+    logs = fake_api.get("/v2/logs/emails").mock(
         side_effect=[
             httpx.Response(
                 200,

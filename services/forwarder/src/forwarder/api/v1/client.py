@@ -6,11 +6,9 @@ import hashlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import httpx
-
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiUnavailable, TokenAuthUnsupported
-from forwarder.api.http import HttpTransport, json_body
+from forwarder.api.http import ApiResponse, HttpTransport, json_body
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
 from forwarder.api.v1 import wire
@@ -33,7 +31,7 @@ class V1Client:
     def __init__(self, transport: HttpTransport) -> None:
         self._transport = transport
 
-    def _checked(self, path: str, response: httpx.Response) -> httpx.Response:
+    def _checked(self, path: str, response: ApiResponse) -> ApiResponse:
         try:
             body = response.json() if response.status_code >= 400 else None
         except ValueError:

@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from forwarder.api.context import CallContext
 from forwarder.api.errors import (
     AccessTokenRejected,
@@ -20,7 +18,7 @@ from forwarder.api.errors import (
     Rejection,
     SenderNotConfirmed,
 )
-from forwarder.api.http import HttpTransport
+from forwarder.api.http import ApiResponse, HttpTransport
 from forwarder.api.interface import Submission
 from forwarder.api.model import MessageRef, OutgoingEmail, Session
 from forwarder.api.v2 import wire
@@ -58,7 +56,7 @@ class V2Client:
         self._transport = transport
 
     @staticmethod
-    def _checked(route: str, response: httpx.Response) -> Any:
+    def _checked(route: str, response: ApiResponse) -> Any:
         try:
             body = response.json()
         except ValueError:
