@@ -17,6 +17,8 @@ class ForwarderSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8081
     log_level: str = "INFO"
+    # uvloop (less CPU per message, docs/performance.md) or asyncio's own loop, for an A/B.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     # Which Cakemail API the forwarder speaks (docs/cakemail-api.md): v2, the real API; v1, the design document's.
     cakemail_api_flavor: Literal["v1", "v2"] = "v2"

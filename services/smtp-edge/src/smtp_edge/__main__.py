@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uvloop
-
+from gateway_common import event_loop
 from gateway_common.logging import configure_logging
 from gateway_common.loop_metrics import watch_event_loop
 from smtp_edge.app import serve
@@ -18,9 +17,7 @@ async def run(settings: EdgeSettings) -> None:
 def main() -> None:
     settings = EdgeSettings()
     configure_logging("smtp-edge", settings.log_level)
-    # uvloop (libuv, in C) instead of asyncio's default loop: less CPU per message for the same code
-    # (docs/performance.md); TLS, STARTTLS and grpc.aio run on it unchanged (tests/e2e/test_event_loop.py).
-    uvloop.run(run(settings))
+    event_loop.run(run(settings), settings.event_loop)  # uvloop unless EVENT_LOOP=asyncio
 
 
 if __name__ == "__main__":

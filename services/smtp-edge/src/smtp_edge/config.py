@@ -21,6 +21,8 @@ class EdgeSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
+    # uvloop (less CPU per message, docs/performance.md) or asyncio's own loop, for an A/B.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     tls_cert_file: str = ".dev/certs/cert.pem"
     tls_key_file: str = ".dev/certs/key.pem"
