@@ -149,3 +149,32 @@ def test_ops_endpoints(stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLCo
     assert metric(stack.ports.edge_http, "smtp_messages_total", code="250") >= 1
     assert metric(stack.ports.forwarder_http, "forwarder_submissions_total", result="accepted") >= 1
     assert metric(stack.ports.forwarder_http, "forwarder_token_cache_hits_total") >= 1
+
+
+def test_a_small_message_in_one_call_is_judged_as_the_same_frame_streamed(
+    channel: grpc.Channel, sandbox: SandboxView
+) -> None:
+    stub = pb_grpc.ForwarderServiceStub(channel)
+    [first, *_] = list(_frames(b"x" * 10))
+    start = pb.MessageStart()
+    start.CopyFrom(first.start)
+    # Attachment content never travels in the one frame: a declared attachment is refused as the stream refuses it.
+    answers = []
+    for call in (
+        lambda: stub.SubmitSmallMessage(pb.SubmitSmallMessageRequest(start=start), timeout=10),
+        lambda: stub.SubmitMessage(iter([pb.SubmitMessageRequest(start=start)]), timeout=10),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        answers.append((refused.value.code(), refused.value.details()))
+    assert answers[0] == answers[1] and answers[0][0] == grpc.StatusCode.INVALID_ARGUMENT
+    del start.attachments[:]
+    response = stub.SubmitSmallMessage(
+        pb.SubmitSmallMessageRequest(start=start), timeout=30, metadata=(("x-request-id", "small-call-7"),)
+    )
+    assert response.result == pb.SUBMIT_RESULT_ACCEPTED
+    records = sandbox.emails()
+    assert sorted(r["email"] for r in records) == ["audit@example.org", "bob@example.net"]
+    assert sorted(r["id"] for r in records) == sorted(response.message_ids)
+    assert {r["request_id"] for r in records} == {"small-call-7"}
+    assert {r["payload"]["content"]["text"] for r in records} == {"sent over gRPC"}

@@ -124,7 +124,7 @@ async def test_one_message_is_one_trace_across_both_services(
     by_name: dict[str, list[ReadableSpan]] = {}
     for span in spans:
         by_name.setdefault(span.name, []).append(span)
-    submit = "grpc /cakemail.gateway.v1.ForwarderService/SubmitMessage"
+    submit = "grpc /cakemail.gateway.v1.ForwarderService/SubmitSmallMessage"  # a small message: one unary call
     assert len(by_name["smtp DATA"]) == 1
     data = by_name["smtp DATA"][0]
     assert data.context is not None

@@ -131,6 +131,14 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
             lambda token_auth: assemble(request_iterator, size_limit=self._size_limit, token_auth=token_auth), context
         )
 
+    async def SubmitSmallMessage(
+        self, request: pb.SubmitSmallMessageRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.SubmitSmallMessageResponse:
+        frames = _one_frame(pb.SubmitMessageRequest(start=request.start))
+        answer = await self._submit(assemble(frames, size_limit=self._size_limit), context)
+        # Same field numbers: the small response is the streamed one's bytes (proto/ says so).
+        return pb.SubmitSmallMessageResponse.FromString(answer.SerializeToString())
+
     async def SubmitRawMessage(
         self,
         request_iterator: AsyncIterator[pb.SubmitRawMessageRequest],
@@ -177,6 +185,10 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
         else:
             log.info("submission refused", result=result_name, reason=answer.detail)
         return answer
+
+
+async def _one_frame(frame: pb.SubmitMessageRequest) -> AsyncIterator[pb.SubmitMessageRequest]:
+    yield frame
 
 
 def _recipient_label(recipient: RecipientOutcome) -> str:
