@@ -4,9 +4,11 @@ and errors."""
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator
 
+import certifi
 import httpx
 import pytest
 
@@ -143,3 +145,11 @@ async def test_the_configured_connect_timeout_bounds_every_call_with_a_deadline(
     finally:
         await transport.aclose()
     assert route.calls.last.request.headers["Idempotency-Key"] == "i"
+
+
+def test_the_api_is_trusted_through_the_system_store_and_certifi() -> None:
+    transport = HttpTransport.create("https://api.test", timeout=5, connect_timeout=1, max_connections=4)
+    bundled = ssl.create_default_context(cafile=certifi.where()).get_ca_certs()
+    trusted = transport.ssl_context.get_ca_certs()
+    assert bundled and all(ca in trusted for ca in bundled)
+    assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED and transport.ssl_context.check_hostname

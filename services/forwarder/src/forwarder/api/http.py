@@ -9,12 +9,14 @@ aiohttp rather than httpx: a same-run A/B (docs/performance.md) measured httpx's
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import certifi
 
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiUnavailable
@@ -32,6 +34,14 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aioht
 _LOST = (aiohttp.ClientError, TimeoutError)
 
 USER_AGENT = "cakemail-smtp-gateway/0.2"
+
+
+def trust_store() -> ssl.SSLContext:
+    """The system's CAs (and SSL_CERT_FILE / SSL_CERT_DIR, which OpenSSL reads) plus certifi's bundle, which is what
+    httpx trusted before: a host whose OS store lacks a public CA still reaches the API."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
+    return context
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,7 @@ class HttpTransport:
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self.ssl_context = trust_store()
         # Observers of every request (tests, instrumentation); read when the session is made, on the first call.
         self.trace_configs: list[aiohttp.TraceConfig] = []
 
@@ -66,7 +77,7 @@ class HttpTransport:
         # Made on the first call: an aiohttp session belongs to the running event loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ssl=self.ssl_context),
                 headers={"User-Agent": USER_AGENT},
                 trace_configs=self.trace_configs or None,
             )
