@@ -3,6 +3,7 @@ and errors."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import time
@@ -15,6 +16,7 @@ import pytest
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable, Rejection
 from forwarder.api.http import HttpTransport
+from forwarder.api.v1 import wire
 from forwarder.api.v1.client import V1Client as CakemailClient
 from tests.unit.forwarder.fake_api import LOST, FakeApi
 from tests.unit.forwarder.samples import EMAIL
@@ -42,13 +44,19 @@ async def test_send_email_sends_the_documented_headers(client: CakemailClient, f
 
 
 async def test_validate_credentials_parses_the_token(client: CakemailClient, fake_api: FakeApi) -> None:
-    fake_api.post("/v1/auth/validate").mock(
+    route = fake_api.post("/v1/auth/validate").mock(
         return_value=httpx.Response(
             200, json={"api_key": "k", "account_id": "acct", "email": "u@x.test", "expires_in": 600}
         )
     )
-    token = await client.validate_credentials("u@x.test", "p", CTX)
+    token = await client.validate_credentials("u@x.test", "pä", CTX)
     assert (token.access_token, token.account_id, token.expires_in) == ("k", "acct", 600.0)
+    sent = route.calls.last.request
+    assert sent.headers["Content-Type"] == "application/json"
+    assert (
+        sent.content
+        == json.dumps(wire.credentials_payload("u@x.test", "pä"), ensure_ascii=False, separators=(",", ":")).encode()
+    )  # compact, UTF-8 as is: the bytes httpx sent
 
 
 @pytest.mark.parametrize(

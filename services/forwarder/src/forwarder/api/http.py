@@ -36,6 +36,11 @@ _LOST = (aiohttp.ClientError, TimeoutError)
 USER_AGENT = "cakemail-smtp-gateway/0.2"
 
 
+def _compact_json(value: Any) -> str:
+    """JSON bodies as httpx wrote them: compact, UTF-8 as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def trust_store() -> ssl.SSLContext:
     """The system's CAs (and SSL_CERT_FILE / SSL_CERT_DIR, which OpenSSL reads) plus certifi's bundle, which is what
     httpx trusted before: a host whose OS store lacks a public CA still reaches the API."""
@@ -80,6 +85,7 @@ class HttpTransport:
                 connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ssl=self.ssl_context),
                 headers={"User-Agent": USER_AGENT},
                 trace_configs=self.trace_configs or None,
+                json_serialize=_compact_json,
             )
         return self._session
 
