@@ -224,3 +224,29 @@ def test_the_token_never_reaches_logs_or_metrics(stack: Stack, sandbox: SandboxV
     assert "forwarder_" in metrics  # the scrape worked and is what it seems
     assert token not in log_text(stack)
     assert token not in metrics
+
+
+def test_a_small_message_in_one_call_takes_a_token_as_the_stream_does(stack: Stack, sandbox: SandboxView) -> None:
+    token = _access_token(stack)
+    metadata = (("authorization", f"Bearer {token}"), ("x-cakemail-account-id", "1001"))
+    headers = pb.MessageHeaders(to=[pb.Address(email="bob@example.net")], subject="small with a token")
+    getattr(headers, "from").CopyFrom(pb.Address(email="svc@example.com"))
+    start = pb.MessageStart(
+        envelope=pb.Envelope(mail_from="svc@example.com", rcpt_tos=["bob@example.net"]),
+        headers=headers,
+        text_body="sent with an access token",
+    )
+    with grpc.insecure_channel(_target(stack)) as channel:
+        stub = pb_grpc.ForwarderServiceStub(channel)
+        answer = stub.SubmitSmallMessage(pb.SubmitSmallMessageRequest(start=start), metadata=metadata, timeout=20)
+        assert answer.result == pb.SUBMIT_RESULT_ACCEPTED
+        both = pb.MessageStart()
+        both.CopyFrom(start)
+        both.credentials.CopyFrom(pb.Credentials(username="demo@example.com", password="demo-password"))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.SubmitSmallMessage(pb.SubmitSmallMessageRequest(start=both), metadata=metadata, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    _, bad = _details(caught.value)
+    assert [v.field for b in bad for v in b.field_violations] == ["start.credentials"]
+    [record] = sandbox.emails()
+    assert record["email"] == "bob@example.net" and list(answer.message_ids) == [record["id"]]

@@ -135,7 +135,9 @@ class ForwarderServicer(pb_grpc.ForwarderServiceServicer):
         self, request: pb.SubmitSmallMessageRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.SubmitSmallMessageResponse:
         frames = _one_frame(pb.SubmitMessageRequest(start=request.start))
-        answer = await self._submit(assemble(frames, size_limit=self._size_limit), context)
+        answer = await self._submit(
+            lambda token_auth: assemble(frames, size_limit=self._size_limit, token_auth=token_auth), context
+        )
         # Same field numbers: the small response is the streamed one's bytes (proto/ says so).
         return pb.SubmitSmallMessageResponse.FromString(answer.SerializeToString())
 
