@@ -3,6 +3,7 @@ and errors."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -14,7 +15,14 @@ import httpx
 import pytest
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiCredentialsRejected, ApiRateLimited, ApiRejected, ApiUnavailable, Rejection
+from forwarder.api.errors import (
+    ApiCredentialsRejected,
+    ApiDeadlineExceeded,
+    ApiRateLimited,
+    ApiRejected,
+    ApiUnavailable,
+    Rejection,
+)
 from forwarder.api.http import HttpTransport
 from forwarder.api.v1 import wire
 from forwarder.api.v1.client import V1Client as CakemailClient
@@ -128,6 +136,31 @@ async def test_a_lost_answer_is_retryable_only_when_the_call_is_idempotent(fake_
         await transport.aclose()
     assert (lost.value.retryable, lost.value.ambiguous) == (idempotent, not idempotent)
     assert len(fake_api.post("/v1/emails").calls) == 1  # it did arrive
+
+
+@pytest.mark.parametrize("bounded_by", ["deadline", "setting"])
+async def test_a_read_timeout_is_the_deadline_only_when_the_deadline_set_it(bounded_by: str) -> None:
+    """An API that takes the request and never answers: with a caller's deadline shorter than the setting, the
+    timeout is the deadline's (DEADLINE_EXCEEDED upstream, still ambiguous); otherwise the API was slow."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    timeout, deadline = (30.0, time.monotonic() + 0.3) if bounded_by == "deadline" else (0.3, None)
+    transport = HttpTransport.create(f"http://127.0.0.1:{port}", timeout=timeout, connect_timeout=1, max_connections=4)
+    try:
+        with pytest.raises(ApiUnavailable) as timed_out:
+            await transport.request(
+                "POST", "/v2/emails", CallContext("r", deadline=deadline), retry_lost_answers=False, json={}
+            )
+    finally:
+        await transport.aclose()
+        server.close()
+    assert isinstance(timed_out.value, ApiDeadlineExceeded) is (bounded_by == "deadline")
+    assert timed_out.value.ambiguous
 
 
 async def test_transport_errors_are_unavailable(client: CakemailClient, fake_api: FakeApi) -> None:

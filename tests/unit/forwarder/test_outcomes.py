@@ -8,6 +8,7 @@ import pytest
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from forwarder.api.errors import (
     ApiCredentialsRejected,
+    ApiDeadlineExceeded,
     ApiIntegrationError,
     ApiMfaRequired,
     ApiRateLimited,
@@ -65,6 +66,7 @@ def test_rate_limit_carries_retry_after_rounded_up() -> None:
         (MalformedStream("bad"), grpc.StatusCode.INVALID_ARGUMENT),
         (DeadlinePassed("late"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (ApiDeadlineExceeded("/v2/emails: deadline passed", ambiguous=True), grpc.StatusCode.DEADLINE_EXCEEDED),
         (rejected(404), grpc.StatusCode.UNAVAILABLE),
         (ApiIntegrationError("405", status=405), grpc.StatusCode.UNAVAILABLE),
         (RecordUnavailable("redis down"), grpc.StatusCode.UNAVAILABLE),

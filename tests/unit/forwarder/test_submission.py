@@ -230,3 +230,32 @@ async def test_a_stale_token_is_renewed_once() -> None:
     [outcome] = await submit.submit(message("b@x.test"), CTX)
     assert outcome.email_id == "id-b@x.test"
     assert [token for _, token in api.sent] == ["token-1", "token-2"]
+
+
+class StaleLookupApi(ScriptedApi):
+    """The first session's token is revoked before the lost answer is looked up: the lookup says 401 for it."""
+
+    async def prepare(
+        self, session: Session, email: OutgoingEmail, message: MessageRef, ctx: CallContext
+    ) -> Submission:
+        return Submission("1001", tuple(StaleLookupDelivery(r, self) for r in email.recipients), needs_record=True)
+
+
+@dataclass
+class StaleLookupDelivery(ScriptedDelivery):
+    async def find_previous(self, session: Session, since: float, ctx: CallContext) -> str | None:
+        self.api.lookups.append(session.access_token)
+        if session.access_token == "token-1":
+            raise ApiCredentialsRejected("401")
+        return "id-found"
+
+
+async def test_a_stale_token_during_the_lost_answer_lookup_is_renewed_not_reported_as_bad_credentials() -> None:
+    api = StaleLookupApi(queued)
+    submit, record = service(api)
+    key = RecipientKey("1001", "<m@x.test>", "b@x.test")
+    await record.claim(key, lease_seconds=10)
+    await record.mark_ambiguous(key, 1000.0)
+    [outcome] = await submit.submit(message("b@x.test"), CTX)
+    assert (outcome.email_id, outcome.already_sent, outcome.error) == ("id-found", True, None)
+    assert api.lookups == ["token-1", "token-2"] and api.sent == []

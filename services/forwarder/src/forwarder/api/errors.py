@@ -27,6 +27,12 @@ class ApiUnavailable(ApiError):
         self.ambiguous = ambiguous
 
 
+class ApiDeadlineExceeded(ApiUnavailable):
+    """The caller's deadline ran out while the API had the call (the read timeout was what was left of it): the
+    caller hears DEADLINE_EXCEEDED, as it would from its own clock, not UNAVAILABLE a moment before it. Counted as
+    `unavailable` in the metrics, like every timeout."""
+
+
 class ApiCredentialsRejected(ApiError):
     """The credentials (or the token issued for them) are not valid."""
 

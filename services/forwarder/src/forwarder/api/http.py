@@ -19,7 +19,7 @@ import aiohttp
 import certifi
 
 from forwarder.api.context import CallContext
-from forwarder.api.errors import ApiUnavailable
+from forwarder.api.errors import ApiDeadlineExceeded, ApiUnavailable
 from gateway_common import tracing
 from gateway_common.correlation import HTTP_HEADER as REQUEST_ID_HEADER
 
@@ -121,6 +121,8 @@ class HttpTransport:
         all_headers = {REQUEST_ID_HEADER: ctx.request_id, **(headers or {})}
         tracing.inject(all_headers)  # traceparent, when tracing is on
         LAST_STATUS.set(None)
+        remaining = ctx.remaining()
+        deadline_bound = remaining is not None and remaining < self._timeout
         try:
             async with self._open().request(
                 method,
@@ -136,6 +138,12 @@ class HttpTransport:
         except _NOT_SENT as exc:
             raise ApiUnavailable(f"{path}: {type(exc).__name__}", retryable=True) from exc
         except _LOST as exc:
+            # A read timeout set from what was left of the deadline (timers may fire a millisecond early, so the
+            # clock is not asked again) means the deadline ran out.
+            if isinstance(exc, TimeoutError) and deadline_bound:
+                raise ApiDeadlineExceeded(
+                    f"{path}: deadline passed", retryable=False, ambiguous=not retry_lost_answers
+                ) from exc
             raise ApiUnavailable(
                 f"{path}: {type(exc).__name__}", retryable=retry_lost_answers, ambiguous=not retry_lost_answers
             ) from exc

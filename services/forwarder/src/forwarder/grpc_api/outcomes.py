@@ -22,6 +22,7 @@ from forwarder.api.errors import (
     AccessTokenRejected,
     AccountForbidden,
     ApiCredentialsRejected,
+    ApiDeadlineExceeded,
     ApiIntegrationError,
     ApiMfaRequired,
     ApiRateLimited,
@@ -240,7 +241,7 @@ def _status_failure(exc: Exception) -> Failure:
         )
     if isinstance(exc, Saturated):
         return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), reason="FORWARDER_SATURATED", retry_after=retry)
-    if isinstance(exc, DeadlinePassed | TimeoutError):
+    if isinstance(exc, DeadlinePassed | TimeoutError | ApiDeadlineExceeded):
         return Failure(
             grpc.StatusCode.DEADLINE_EXCEEDED,
             "deadline passed before the Cakemail API answered",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
@@ -22,6 +23,7 @@ from forwarder.submission.assembly import AssembledMessage
 from forwarder.submission.mapping import to_outgoing_email
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class DeliveryInFlight(Exception):
@@ -113,18 +115,7 @@ class SubmissionService:
         who = self._principal_of(message, principal)
         email = to_outgoing_email(message)
         ref = MessageRef(message.identity, message.content_digest)
-        for attempt in (1, 2):
-            session = await self._session(who, ctx)
-            try:
-                plan = await self._api.prepare(session, email, ref, ctx)
-                break
-            except ApiMfaRequired:
-                raise
-            except ApiCredentialsRejected:
-                # The cached token went stale (revoked, expired early): sign in once more, then give up.
-                self._forget(who, attempt)
-                if attempt == 2:
-                    raise
+        plan = await self._with_session(who, ctx, lambda session: self._api.prepare(session, email, ref, ctx))
         slots = asyncio.Semaphore(self._settings.recipient_concurrency)
 
         async def bounded(delivery: Delivery) -> list[RecipientOutcome]:
@@ -135,10 +126,15 @@ class SubmissionService:
         return tuple(outcome for batch in results for outcome in batch)
 
     async def _send(self, delivery: Delivery, who: Principal, ctx: CallContext) -> str:
+        return await self._with_session(who, ctx, lambda session: delivery.send(session, ctx))
+
+    async def _with_session(self, who: Principal, ctx: CallContext, call: Callable[[Session], Awaitable[T]]) -> T:
+        """Every API call made with a cached session: when the API says 401 the token went stale (revoked, expired
+        early), so sign in once more and repeat the call; a second 401 is the caller's to hear."""
         for attempt in (1, 2):
             session = await self._session(who, ctx)
             try:
-                return await delivery.send(session, ctx)
+                return await call(session)
             except ApiMfaRequired:
                 raise
             except ApiCredentialsRejected:
@@ -219,8 +215,7 @@ class SubmissionService:
         """A previous attempt's answer was lost: look for it in the API's activity logs before sending again.
         Returns the outcome when settled without sending; None when the caller should send."""
         try:
-            session = await self._session(who, ctx)
-            found = await delivery.find_previous(session, since, ctx)
+            found = await self._with_session(who, ctx, lambda session: delivery.find_previous(session, since, ctx))
         except Exception as exc:
             self._metrics.ambiguous_submissions.labels("lookup_failed").inc()
             await self._quietly(self._record.mark_ambiguous(key, since), "mark_ambiguous")
