@@ -104,19 +104,30 @@ def test_a_pipelined_flood_does_not_hold_up_another_session(limits_stack: Stack)
         assert bytes(received) == OK * FLOOD
 
 
-def test_a_session_that_only_talks_is_closed_with_421(limits_stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("line", "answer", "name"),
+    [
+        (b"NOOP", OK.rstrip(NEWLINE), "NOOP"),
+        (b"", b"500 5.5.2 Syntax error", "invalid"),  # lines that are no command are counted too
+        (b"RSET", b"530 5.7.0 Must issue a STARTTLS command first", "invalid"),  # ... refused before STARTTLS
+    ],
+)
+def test_a_session_that_only_talks_is_closed_with_421(
+    limits_stack: Stack, line: bytes, answer: bytes, name: str
+) -> None:
     refused = metric(limits_stack.ports.edge_http, "smtp_policy_refusals_total", policy="command_limit")
     with _plain(limits_stack.ports.smtp_starttls) as flood:
         received = bytearray()
         _recv_until(flood, received, 1)
         del received[:]
-        flood.sendall(b"NOOP\r\n" * (MAX_COMMANDS + 500))
+        flood.sendall((line + NEWLINE) * (MAX_COMMANDS + 500))
         while chunk := flood.recv(1 << 20):  # until the edge closes the connection
             received += chunk
-    replies = bytes(received).split(b"\r\n")
-    assert replies[:MAX_COMMANDS] == [OK.rstrip(b"\r\n")] * MAX_COMMANDS
-    # The 421 for the first NOOP over, then the connection closes: the rest of the batch is never answered.
-    assert replies[MAX_COMMANDS:] == [b"421 4.7.0 Too many NOOP commands without a message, closing connection", b""]
+    replies = bytes(received).split(NEWLINE)
+    assert replies[:MAX_COMMANDS] == [answer] * MAX_COMMANDS
+    # The 421 for the first one over, then the connection closes: the rest of the batch is never answered.
+    over = f"421 4.7.0 Too many {name} commands without a message, closing connection".encode()
+    assert replies[MAX_COMMANDS:] == [over, b""]
     assert metric(limits_stack.ports.edge_http, "smtp_policy_refusals_total", policy="command_limit") == refused + 1
 
 

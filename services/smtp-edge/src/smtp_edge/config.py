@@ -54,7 +54,7 @@ class EdgeSettings(BaseSettings):
     max_rcpt_without_message: int = Field(default=1000, gt=0)
     # Message bytes in flight in this process (read, parsed, being forwarded): over it, 452 4.3.1 and the client
     # retries. The default fits the chart's 1 GiB pod (docs/configuration.md has the arithmetic).
-    data_bytes_in_flight_limit: int = Field(default=64 * 1024 * 1024, gt=0)
+    data_bytes_in_flight_limit: int = Field(default=48 * 1024 * 1024, gt=0)
     # The header block (up to its empty line), refused with 552 5.3.4 while it is read. The default is what the
     # first gRPC frame carries (gateway_mime.frames.MAX_START_FRAME_BYTES): a larger block could never be sent.
     max_header_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
