@@ -228,3 +228,24 @@ def test_an_oversize_header_block_is_refused_while_it_is_read(
         client.send(_message("light", _filler(HEADER_LIMIT * 3)))
         assert client.reply().code == 250
     assert [str(subject_of(e)) for e in limits_sandbox.emails()] == ["light"]
+
+
+def test_a_client_gone_mid_data_gives_its_bytes_back(limits_stack: Stack, client_tls: ssl.SSLContext) -> None:
+    port = limits_stack.ports.smtp_starttls
+    declared = 1_400_000
+    for _ in range(3):  # each would be refused at MAIL if an earlier one still held its reservation
+        with open_session(port, client_tls) as client:
+            _transaction(client, size=declared)
+            assert client.cmd("DATA").code == 354
+            client.send(_filler(500_000))
+        # The connection is gone: the next session's MAIL must find the budget free again (the edge notices the
+        # close at its next read, so ask until it has, within the socket timeout).
+        with open_session(port, client_tls) as probe:
+            for _ in range(200):
+                reply = probe.cmd(f"MAIL FROM:<demo@example.com> SIZE={declared}")
+                if reply.code == 250:
+                    break
+                assert reply.code == 452, reply
+                assert probe.cmd("NOOP").code == 250
+            else:
+                raise AssertionError("the budget was never given back")
