@@ -144,3 +144,69 @@ def test_normalized_content_has_crlf_line_endings_only(pieces: list[bytes]) -> N
     text = outcome.content
     assert text.count(b"\r") == text.count(b"\n") == text.count(b"\r\n")
     assert text.endswith(b"\r\n") or text == b""
+
+
+async def _read_with(
+    chunks: list[bytes], *, header_limit: int | None = None, admit: object = None
+) -> tuple[bytes, DataProblem | None, bytes]:
+    reader = asyncio.StreamReader(limit=1001)
+    for chunk in chunks:
+        reader.feed_data(chunk)
+    reader.feed_eof()
+    kwargs: dict[str, object] = {"header_limit": header_limit}
+    if admit is not None:
+        kwargs["admit"] = admit
+    outcome = await read_data(reader, None, **kwargs)  # type: ignore[arg-type]
+    return outcome.content, outcome.problem, await reader.read()
+
+
+@pytest.mark.parametrize("blank", [b"\r\n\r\n", b"\n\n", b"\r\n\n", b"\r\r\n", b"\n\r\n"])
+async def test_headers_under_the_limit_pass_whatever_the_line_ends(blank: bytes) -> None:
+    headers = b"X-H: " + b"v" * 90 + b"\r\n" * 9 + b"Subject: s"
+    body = (b"b" * 98 + b"\r\n") * 50  # a body far longer than the header limit is no header
+    content, problem, rest = await _read_with([headers + blank + body + b".\r\nQUIT\r\n"], header_limit=200)
+    assert problem is None and rest == b"QUIT\r\n"
+    assert content.endswith(body)
+
+
+async def test_a_message_without_headers_passes() -> None:
+    body = (b"b" * 98 + b"\r\n") * 30
+    content, problem, _ = await _read_with([b"\r\n" + body + b".\r\n"], header_limit=100)
+    assert (problem, content) == (None, b"\r\n" + body)
+
+
+async def test_a_header_block_over_the_limit_is_refused_while_read_and_the_rest_dropped() -> None:
+    line = b"X-Filler: " + b"x" * 988 + b"\r\n"
+    pieces = [line] * 3000  # ~3 MB of headers
+    content, problem, rest = await _read_with([*pieces, b"\r\nbody\r\n.\r\nNOOP\r\n"], header_limit=1_000_000)
+    assert (content, problem, rest) == (b"", DataProblem.HEADERS_TOO_LARGE, b"NOOP\r\n")
+
+
+async def test_an_empty_line_found_past_the_limit_is_still_too_large() -> None:
+    headers = (b"X-Filler: " + b"x" * 88 + b"\r\n") * 30  # 3000 bytes, one piece
+    _, problem, _ = await _read_with([headers + b"\r\nbody\r\n.\r\n"], header_limit=1000)
+    assert problem is DataProblem.HEADERS_TOO_LARGE
+
+
+async def test_headers_only_over_the_limit_are_refused() -> None:
+    headers = (b"X-Filler: " + b"x" * 88 + b"\r\n") * 30
+    _, problem, _ = await _read_with([headers + b".\r\n"], header_limit=1000)
+    assert problem is DataProblem.HEADERS_TOO_LARGE
+
+
+async def test_a_piece_the_budget_refuses_drops_the_message_and_reads_on() -> None:
+    asked: list[int] = []
+
+    def admit(size: int) -> bool:
+        asked.append(size)
+        return len(asked) < 2  # the first piece fits, the second does not
+
+    big = (b"x" * 998 + b"\r\n") * 1500  # 1.5 MB: two pieces
+    content, problem, rest = await _read_with([b"Subject: s\r\n\r\n", big, b".\r\nQUIT\r\n"], admit=admit)
+    assert (content, problem, rest) == (b"", DataProblem.NO_BUDGET, b"QUIT\r\n")
+    assert len(asked) == 2  # not asked again for what is read and dropped
+
+
+def test_finish_without_dot_stuffing_returns_the_same_bytes() -> None:
+    collected = bytearray(b"\r\nSubject: s\r\n\r\nbody\r\n.\r\n")
+    assert finish(collected).content == b"Subject: s\r\n\r\nbody\r\n"

@@ -19,8 +19,10 @@ from smtp_edge.policy.connection_limits import ConnectionLimiter
 from smtp_edge.policy.counters import Counters, FailoverCounters, MemoryCounters, RedisCounters
 from smtp_edge.policy.message_rates import MessageRateLimiter, RateLimits
 from smtp_edge.smtp.auth import SaslAuthenticator
+from smtp_edge.smtp.data_budget import DataBudget
 from smtp_edge.smtp.handler import GatewayHandler, TransactionLimits
 from smtp_edge.smtp.listeners import ListenerConfig, SmtpListeners
+from smtp_edge.smtp.protocol import SessionLimits
 from smtp_edge.tls.contexts import CertificateReloader, server_context
 
 log = structlog.get_logger(__name__)
@@ -99,6 +101,12 @@ class EdgeApp:
                 command_timeout=settings.command_timeout_seconds,
                 proxy_protocol_timeout=settings.proxy_protocol_timeout_seconds if settings.proxy_protocol else None,
                 bare_newline=settings.bare_newline,
+                session_limits=SessionLimits(
+                    max_commands_without_message=settings.max_commands_without_message,
+                    max_rcpt_without_message=settings.max_rcpt_without_message,
+                    header_limit=settings.max_header_bytes,
+                    data_budget=DataBudget(settings.data_bytes_in_flight_limit),
+                ),
             ),
             self.handler,
             tls,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from smtp_edge.smtp.data_reader import BareNewline
@@ -48,6 +48,16 @@ class EdgeSettings(BaseSettings):
     message_size_limit: int = Field(default=26_214_400, gt=0)
     max_attachment_bytes: int = Field(default=10_485_760, gt=0)
     max_recipients: int = Field(default=100, gt=0)
+    # Commands a session may send without sending a message (counted per command name since the session began or
+    # its last message; docs/smtp.md, "Command limits"): RCPT, and every other command but QUIT. Over: 421 4.7.0.
+    max_commands_without_message: int = Field(default=100, gt=0)
+    max_rcpt_without_message: int = Field(default=1000, gt=0)
+    # Message bytes in flight in this process (read, parsed, being forwarded): over it, 452 4.3.1 and the client
+    # retries. The default fits the chart's 1 GiB pod (docs/configuration.md has the arithmetic).
+    data_bytes_in_flight_limit: int = Field(default=48 * 1024 * 1024, gt=0)
+    # The header block (up to its empty line), refused with 552 5.3.4 while it is read. The default is what the
+    # first gRPC frame carries (gateway_mime.frames.MAX_START_FRAME_BYTES): a larger block could never be sent.
+    max_header_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
     # A CR or LF outside CRLF inside DATA: "normalize" makes it a line end (Postfix 3.9's default), "reject" refuses
     # the message with 550 5.6.0. End of data is <CRLF>.<CRLF> either way (docs/smtp.md).
     bare_newline: BareNewline = BareNewline.NORMALIZE
@@ -85,3 +95,11 @@ class EdgeSettings(BaseSettings):
     proxy_protocol_timeout_seconds: float = Field(default=5.0, gt=0)
     # Messages bigger than this are parsed in a worker thread so one big message never stalls other sessions.
     parse_in_thread_bytes: int = Field(default=256 * 1024, ge=0)
+
+    @model_validator(mode="after")
+    def _limits_fit_together(self) -> EdgeSettings:
+        if self.max_rcpt_without_message < self.max_recipients:
+            raise ValueError("MAX_RCPT_WITHOUT_MESSAGE must be at least MAX_RECIPIENTS")
+        if self.data_bytes_in_flight_limit < self.message_size_limit:
+            raise ValueError("DATA_BYTES_IN_FLIGHT_LIMIT must be at least MESSAGE_SIZE_LIMIT (one message must fit)")
+        return self

@@ -77,7 +77,8 @@ class EdgeMetrics:
         )
         self.policy_refusals = Counter(
             "smtp_policy_refusals_total",
-            "Clients turned away by an abuse policy (deny_list, connections, auth_throttle, rate_ip, rate_account)",
+            "Clients turned away by an abuse policy (deny_list, connections, auth_throttle, rate_ip, rate_account, "
+            "command_limit, data_budget)",
             ["policy"],
             registry=registry,
         )

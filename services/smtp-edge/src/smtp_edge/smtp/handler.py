@@ -18,6 +18,7 @@ from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.message_rates import MessageRateLimiter
 from smtp_edge.smtp import replies
 from smtp_edge.smtp.auth import SaslAuthenticator
+from smtp_edge.smtp.data_budget import DataBudget, declared_size
 from smtp_edge.smtp.session import GatewaySession
 
 log = structlog.get_logger(__name__)
@@ -90,6 +91,14 @@ class GatewayHandler:
         # because aiosmtpd reads an empty mail_from as "no MAIL yet".
         if address != NULL_SENDER and not plausible_address(address):
             return replies.BAD_SENDER
+        # A declared size that does not fit the bytes in flight budget now: the client keeps the message and
+        # retries (smtp/data_budget.py); judged before the rate limits, so the refusal costs no transaction.
+        budget: DataBudget | None = getattr(server, "data_budget", None)
+        declared = declared_size(options)
+        if budget is not None and declared is not None and declared > budget.free:
+            log.info("transaction refused: bytes in flight budget", declared=declared, free=budget.free)
+            self._metrics.policy_refusals.labels("data_budget").inc()
+            return replies.INSUFFICIENT_RESOURCES
         # The rate limits are judged here, before the client sends the message: over a limit, it keeps it.
         username = session.credentials.username if session.credentials is not None else None
         refusal = await self._rates.admit_transaction(server.client_ip, username)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
@@ -13,7 +13,7 @@ from smtp_edge.smtp import replies
 from smtp_edge.smtp.data_reader import BareNewline
 from smtp_edge.smtp.drain import LiveSessions
 from smtp_edge.smtp.handler import GatewayHandler
-from smtp_edge.smtp.protocol import GatewaySMTP
+from smtp_edge.smtp.protocol import GatewaySMTP, SessionLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +26,7 @@ class ListenerConfig:
     command_timeout: float
     proxy_protocol_timeout: float | None
     bare_newline: BareNewline = BareNewline.NORMALIZE
+    session_limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 class SmtpListeners:
@@ -57,6 +58,7 @@ class SmtpListeners:
             # then sees a TLS session as after STARTTLS, so AUTH is offered there too (aiosmtpd #281).
             tls_before_greeting=listener == "implicit-tls",
             bare_newline=self._config.bare_newline,
+            limits=self._config.session_limits,
             proxy_protocol_timeout=self._config.proxy_protocol_timeout,
             hostname=self._config.hostname,
             ident=replies.IDENT,

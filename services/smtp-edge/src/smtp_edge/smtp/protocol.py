@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import time
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,13 +21,30 @@ from gateway_common.correlation import new_correlation_id
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.policy.admission import Admission
 from smtp_edge.smtp import replies
-from smtp_edge.smtp.data_reader import BareNewline, read_data
+from smtp_edge.smtp.command_limits import INVALID, CommandBudget
+from smtp_edge.smtp.data_budget import DataBudget, declared_size
+from smtp_edge.smtp.data_reader import BareNewline, DataProblem, read_data
 from smtp_edge.smtp.drain import DRAIN_LINGER_SECONDS, SHUTTING_DOWN, LiveSessions
 from smtp_edge.smtp.help import SessionState, help_reply
 from smtp_edge.smtp.session import GatewaySession
 from smtp_edge.tls.early_data import feed
 
 log = structlog.get_logger(__name__)
+
+# aiosmtpd's replies to lines that reach no command method: counted as "invalid" commands (smtp/command_limits.py).
+_NOT_A_COMMAND = frozenset(
+    {"500 Error: bad syntax", "500 Command line too long", "530 Must issue a STARTTLS command first"}
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SessionLimits:
+    """What one session may hold or ask for (docs/configuration.md)."""
+
+    max_commands_without_message: int = 100
+    max_rcpt_without_message: int = 1000
+    header_limit: int | None = None
+    data_budget: DataBudget | None = None
 
 
 class GatewaySMTP(SMTP):
@@ -40,6 +58,7 @@ class GatewaySMTP(SMTP):
         live: LiveSessions,
         tls_before_greeting: bool = False,
         bare_newline: BareNewline = BareNewline.NORMALIZE,
+        limits: SessionLimits = SessionLimits(),
         **kwargs: Any,
     ) -> None:
         self._listener = listener
@@ -54,13 +73,38 @@ class GatewaySMTP(SMTP):
         self.in_transaction = False
         self._tls_before_greeting = tls_before_greeting
         self._bare_newline = bare_newline
+        self._limits = limits
+        self.data_budget = limits.data_budget or DataBudget(2**62)
+        self._commands = CommandBudget(
+            max_commands=limits.max_commands_without_message, max_rcpt=limits.max_rcpt_without_message
+        )
         super().__init__(handler, **kwargs)
         # While the edge drains, every command but QUIT is answered with a goodbye (QUIT keeps its 221). Every
-        # command's processing time is measured; DATA's from the end of the data (smtp_DATA), not the upload.
+        # command's processing time is measured; DATA's from the end of the data (smtp_DATA), not the upload. Every
+        # command is counted against the session's command limits first.
         self._smtp_methods = {
-            name: self._timed(name, method if name == "QUIT" else self._refused_while_draining(method))
+            name: self._limited(
+                name, self._timed(name, method if name == "QUIT" else self._refused_while_draining(method))
+            )
             for name, method in self._smtp_methods.items()
         }
+
+    def _limited(self, command: str, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
+        async def limited(arg: str) -> None:
+            if not self._commands.spend(command):
+                await self._over_command_limit(command)
+                return
+            await method(arg)
+
+        return limited
+
+    async def _over_command_limit(self, command: str) -> None:
+        log.info("command limit reached", command=command)
+        self._metrics.policy_refusals.labels("command_limit").inc()
+        await self.say_goodbye(replies.TOO_MANY_COMMANDS.format(command=command))
+        # The rest of a pipelined batch is still buffered: let the loop run (and the connection's end cancel this
+        # session) rather than spin through it here.
+        await asyncio.sleep(0)
 
     def _timed(self, command: str, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
         if command == "DATA":
@@ -331,17 +375,36 @@ class GatewaySMTP(SMTP):
         if arg:
             await self.push(replies.SYNTAX.format(syntax="DATA"))
             return
+        # The message's bytes in flight, from the process's budget: what SIZE= declared (capped by the limit, which
+        # MAIL enforced) at once, or a byte to begin with; the rest as it arrives (smtp/data_budget.py).
+        reservation = self.data_budget.reservation()
+        declared = declared_size(self.envelope.mail_options) or 0
+        if not reservation.reserve(max(min(declared, self.data_size_limit or declared), 1)):
+            log.info("data refused: bytes in flight budget", free=self.data_budget.free)
+            self._metrics.policy_refusals.labels("data_budget").inc()
+            await self.push(replies.INSUFFICIENT_RESOURCES)
+            return
         self.in_transaction = True
         self._live.transaction_started()
         try:
             await self.push(replies.START_DATA)
             outcome = await read_data(
-                self._reader, self.data_size_limit, on_progress=self._reset_timeout, bare_newline=self._bare_newline
+                self._reader,
+                self.data_size_limit,
+                on_progress=self._reset_timeout,
+                bare_newline=self._bare_newline,
+                header_limit=self._limits.header_limit,
+                admit=reservation.admit,
             )
+            self._commands.message_received()
             received = time.perf_counter()
             self._metrics.emails_received.inc()
+            if outcome.problem is DataProblem.NO_BUDGET:
+                log.info("message refused: bytes in flight budget", free=self.data_budget.free)
+                self._metrics.policy_refusals.labels("data_budget").inc()
             if outcome.problem is not None:
-                status = outcome.problem.value.format(limit=self.data_size_limit)
+                limit = self._limits.header_limit if outcome.problem is DataProblem.HEADERS_TOO_LARGE else None
+                status = outcome.problem.value.format(limit=limit or self.data_size_limit)
             else:
                 self.envelope.content = self.envelope.original_content = outcome.content
                 del outcome  # the handler takes the bytes from the envelope and lets go of them when it can
@@ -353,12 +416,22 @@ class GatewaySMTP(SMTP):
             await self.push(status)
             self._metrics.processing_duration.labels("DATA").observe(time.perf_counter() - received)
         finally:
+            reservation.release()
             self.in_transaction = False
             self._live.transaction_ended()
             if self._live.draining:
                 self.close_soon()
 
     async def push(self, status: AnyStr) -> None:
+        """Every reply goes out through here, at least one per command line (aiosmtpd's loop pushes on every path),
+        so this is where a session lets the others run: aiosmtpd takes pipelined commands from its buffer without
+        ever suspending (readuntil() on buffered bytes and drain() below the high-water mark return at once), and a
+        batch of thousands would hold the event loop, and every other session, until its end. The yield comes
+        before the write: after STARTTLS's 220 nothing may run until the TLS layer is in place."""
+        await asyncio.sleep(0)
+        if isinstance(status, str) and status in _NOT_A_COMMAND and not self._commands.spend(INVALID):
+            await self._over_command_limit(INVALID)
+            return
         if isinstance(status, str):
             if not self._greeted and status.startswith("220 "):
                 await self._greet_or_refuse(replies.GREETING.format(hostname=self.hostname))

@@ -73,6 +73,9 @@ DENIED = _reply(421, "4.7.1", "Connections from your address are not accepted he
 AUTH_THROTTLED = _reply(421, "4.7.0", "Too many authentication failures, try again later")
 SHUTTING_DOWN = _reply(421, "4.3.2", "Service shutting down, try again later")
 TIMEOUT = _reply(421, "4.4.2", "Timeout waiting for a command, closing connection")
+# MAX_COMMANDS_WITHOUT_MESSAGE / MAX_RCPT_WITHOUT_MESSAGE (smtp/command_limits.py); {command} is a command name or
+# "invalid" (lines that are not commands).
+TOO_MANY_COMMANDS = _reply(421, "4.7.0", "Too many {command} commands without a message, closing connection")
 
 # ---- Commands ---------------------------------------------------------------------------------------------------
 HELLO = _reply(250, "", "{hostname}")  # HELO's reply, and the EHLO lines (250-<hostname>, 250-SIZE ..., 250 HELP)
@@ -110,6 +113,9 @@ OVER_IP_RATE = _reply(450, "4.7.1", "Too many messages from your address ({limit
 OVER_ACCOUNT_RATE = _reply(450, "4.7.1", "Too many messages for this account ({limit} per {window}), try again later")
 MALFORMED_ADDRESS = _reply(501, "5.1.3", "Malformed address")
 TOO_BIG = _reply(552, "5.3.4", "Message too big (limit {limit} bytes)")
+# DATA_BYTES_IN_FLIGHT_LIMIT (smtp/data_budget.py): at MAIL (SIZE=), DATA, or the end of DATA; the client keeps the
+# message and retries.
+INSUFFICIENT_RESOURCES = _reply(452, "4.3.1", "Insufficient system resources, try again later")
 PARAMETERS_UNKNOWN = _reply(555, "5.5.4", "Parameters not recognized")
 NESTED_MAIL = _reply(503, "5.5.1", "Nested MAIL command")
 RECIPIENT_OK = _reply(250, "2.1.5", "Recipient OK")
