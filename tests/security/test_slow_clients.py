@@ -5,6 +5,7 @@ like an idle SMTP client (tests/e2e/test_limits_and_lifecycle.py covers that one
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import pytest
 
 from devstack.certs import DevCertificate
 from devstack.stack import Stack, StackPorts
+from tests.conftest import metric
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +27,9 @@ def slow_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPat
         StackPorts.ephemeral(),
         dev_certificate,
         log_dir=tmp_path_factory.mktemp("slow-logs"),
-        extra_env={"edge": {"COMMAND_TIMEOUT_SECONDS": str(TIMEOUT)}},
+        # The grace period is cut to 1 s: these tests leave stalled handshakes behind (open until the idle timer),
+        # so the default 25 s grace could hold the stop of this stack for up to 25 s. Draining itself is tested in tests/e2e/test_limits_and_lifecycle.py.
+        extra_env={"edge": {"COMMAND_TIMEOUT_SECONDS": str(TIMEOUT), "SHUTDOWN_GRACE_SECONDS": "1"}},
     )
     with running:
         yield running
@@ -88,3 +92,18 @@ def test_many_stalled_handshakes_do_not_stop_the_edge_from_greeting(slow_stack: 
             for sock in stalled:
                 sock.close()
     assert max(waits) <= TIMEOUT + 5, waits
+
+
+def test_a_failed_handshake_leaves_no_session_behind(slow_stack: Stack) -> None:
+    active = slow_stack.ports.edge_http
+    before = metric(active, "smtp_active_connections")
+    untrusting = ssl.create_default_context()  # the system CAs only: the dev certificate fails verification
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", slow_stack.ports.smtp_implicit_tls), timeout=5)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            untrusting.wrap_socket(raw, server_hostname="localhost")  # closes `raw` when the handshake fails
+        raw.close()
+    deadline = time.monotonic() + TIMEOUT + 3  # even the idle timer would have ended them by then
+    while metric(active, "smtp_active_connections") > before:
+        assert time.monotonic() < deadline, "sessions of failed handshakes are still open"
+        time.sleep(0.05)

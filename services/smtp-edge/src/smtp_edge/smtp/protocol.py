@@ -206,6 +206,9 @@ class GatewaySMTP(SMTP):
         if await self._start_tls(buffered_bytes_are_tls=True):
             return True
         self._metrics.connections.labels("tls_failed").inc()  # a connection never accepted (docs/operations.md)
+        # The TLS layer tells its application only of connections it completed: this session would otherwise wait
+        # for a line that never comes until shutdown. End it the way aiosmtpd ends a failed STARTTLS.
+        self.connection_lost(None)
         return False
 
     @syntax("STARTTLS", when="tls_context")
