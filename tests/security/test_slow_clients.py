@@ -28,7 +28,8 @@ def slow_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPat
         dev_certificate,
         log_dir=tmp_path_factory.mktemp("slow-logs"),
         # The grace period is cut to 1 s: these tests leave stalled handshakes behind (open until the idle timer),
-        # so the default 25 s grace could hold the stop of this stack for up to 25 s. Draining itself is tested in tests/e2e/test_limits_and_lifecycle.py.
+        # so the default 25 s grace could hold the stop of this stack for up to 25 s. Draining itself is tested in
+        # tests/e2e/test_limits_and_lifecycle.py.
         extra_env={"edge": {"COMMAND_TIMEOUT_SECONDS": str(TIMEOUT), "SHUTDOWN_GRACE_SECONDS": "1"}},
     )
     with running:
