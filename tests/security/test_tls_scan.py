@@ -24,14 +24,34 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
+def scanned_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack with TLS on the forwarder's gRPC port too (the dev certificate; the edge verifies it with the dev
+    CA). Its SMTP listeners are the default ones: forwarder TLS changes only the edge's side as a gRPC client.
+
+    A stack of this module's own, not the session's: a scan makes thousands of handshakes, many meant to fail, and the
+    edge keeps a failed handshake's session until shutdown (tests/security/test_slow_clients.py), so a 1 s grace
+    keeps this stack's stop from waiting the default 25 s for them."""
+    forwarder = {
+        "GRPC_TLS_CERT_FILE": str(dev_certificate.cert_file),
+        "GRPC_TLS_KEY_FILE": str(dev_certificate.key_file),
+    }
+    edge = {"FORWARDER_TLS_CA_FILE": str(dev_certificate.ca_file), "SHUTDOWN_GRACE_SECONDS": "1"}
+    logs = tmp_path_factory.mktemp("tls-scan-logs")
+    with Stack(
+        StackPorts.ephemeral(), dev_certificate, log_dir=logs, extra_env={"forwarder": forwarder, "edge": edge}
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def edge_scans(
-    stack: Stack, dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory
+    scanned_stack: Stack, dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, list[testssl.Finding]]:
     """Both listeners scanned at once (two processes), so the suite pays for one scan's wall time."""
     out = tmp_path_factory.mktemp("testssl")
     targets = {
-        "implicit-465": (stack.ports.smtp_implicit_tls, False),
-        "starttls-587": (stack.ports.smtp_starttls, True),
+        "implicit-465": (scanned_stack.ports.smtp_implicit_tls, False),
+        "starttls-587": (scanned_stack.ports.smtp_starttls, True),
     }
     running = {
         name: (
@@ -53,30 +73,27 @@ def test_edge_listener_passes_the_tls_policy(edge_scans: dict[str, list[testssl.
 
 
 @pytest.fixture(scope="module")
-def grpc_tls_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The stack with TLS on the forwarder's gRPC port (the dev certificate; the edge verifies it with the dev CA)."""
-    forwarder = {
-        "GRPC_TLS_CERT_FILE": str(dev_certificate.cert_file),
-        "GRPC_TLS_KEY_FILE": str(dev_certificate.key_file),
+def second_scans(
+    scanned_stack: Stack,
+    weak_server: tuple[int, Path],
+    dev_certificate: DevCertificate,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[testssl.Finding]]:
+    """The forwarder's gRPC port and the weakened server, scanned at once (two processes, as the edge's pair)."""
+    out = tmp_path_factory.mktemp("testssl-second")
+    weak_port, weak_ca = weak_server
+    targets = {"grpc": (scanned_stack.ports.forwarder_grpc, dev_certificate.ca_file), "weak": (weak_port, weak_ca)}
+    running = {
+        name: (testssl.start_scan(port, out / f"{name}.json", ca_file, starttls=False), out / f"{name}.json")
+        for name, (port, ca_file) in targets.items()
     }
-    edge = {"FORWARDER_TLS_CA_FILE": str(dev_certificate.ca_file)}
-    logs = tmp_path_factory.mktemp("grpc-tls-scan-logs")
-    with Stack(
-        StackPorts.ephemeral(), dev_certificate, log_dir=logs, extra_env={"forwarder": forwarder, "edge": edge}
-    ) as running:
-        yield running
+    return {name: testssl.finish_scan(process, json_file) for name, (process, json_file) in running.items()}
 
 
-def test_forwarder_grpc_port_passes_the_tls_policy(
-    grpc_tls_stack: Stack, dev_certificate: DevCertificate, tmp_path: Path
-) -> None:
+def test_forwarder_grpc_port_passes_the_tls_policy(second_scans: dict[str, list[testssl.Finding]]) -> None:
     """The same verdict as the edge's listeners: TLS 1.2+ only, forward-secret AEAD suites only, a sound
     certificate (gRPC's own TLS stack, not Python's ssl, so its defaults are checked here rather than assumed)."""
-    json_file = tmp_path / "grpc.json"
-    port = grpc_tls_stack.ports.forwarder_grpc
-    findings = testssl.finish_scan(
-        testssl.start_scan(port, json_file, dev_certificate.ca_file, starttls=False), json_file
-    )
+    findings = second_scans["grpc"]
     assert testssl.problems(findings) == []
     offered = {f.id: f.finding for f in findings}
     assert offered["TLS1_2"] == "offered"
@@ -128,10 +145,8 @@ def weak_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int,
     server.server_close()
 
 
-def test_the_verdict_fails_a_weakened_server(weak_server: tuple[int, Path], tmp_path: Path) -> None:
-    port, ca_file = weak_server
-    json_file = tmp_path / "weak.json"
-    findings = testssl.finish_scan(testssl.start_scan(port, json_file, ca_file, starttls=False), json_file)
+def test_the_verdict_fails_a_weakened_server(second_scans: dict[str, list[testssl.Finding]]) -> None:
+    findings = second_scans["weak"]
     reasons = testssl.problems(findings)
     assert any(reason.startswith("TLS1 ") for reason in reasons), reasons
     assert any(reason.startswith("cipher without forward secrecy: TLS_RSA_") for reason in reasons), reasons
