@@ -65,7 +65,14 @@ class StackPorts:
 
     @classmethod
     def ephemeral(cls) -> StackPorts:
-        return cls(*(free_port() for _ in range(6)))
+        """Six distinct free loopback ports. The probes are held open together while the kernel picks, so no two are
+        the same: one after the other, a port just closed can come back (about one stack in 700 got a duplicate, and
+        its edge then failed to start with "address already in use")."""
+        with contextlib.ExitStack() as held:
+            probes = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(6)]
+            for probe in probes:
+                probe.bind(("127.0.0.1", 0))
+            return cls(*(int(probe.getsockname()[1]) for probe in probes))
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> StackPorts:
