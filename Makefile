@@ -155,7 +155,7 @@ $(VENV)/.client: $(VENV)/.installed $(CLIENT_SOURCES) $(PROTOS)
 
 pytest: $(VENV)/.installed $(VENV)/.client clients servers browsers scanners
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 --durations=10 $(PYTEST_ARGS)
 
 # Longer fuzzing than make test's bounded runs (docs/security.md): the raw SMTP dialogue and PROXY headers against
 # running stacks (hypothesis, FUZZ_EXAMPLES examples per test), mutated MIME corpus messages (hypothesis), then the
