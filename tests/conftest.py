@@ -79,13 +79,7 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture(scope="session")
 def stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("stack-logs")
-    # Tests refuse TLS handshakes on this stack on purpose (TLS 1.1 clients, untrusted certificates), and the edge keeps
-    # a session whose handshake failed until shutdown (tests/security/test_slow_clients.py, the strict xfail): a 1 s
-    # grace keeps the final stop from waiting the default 25 s for them. Draining has stacks of its own
-    # (tests/e2e/test_limits_and_lifecycle.py).
-    running = Stack(
-        StackPorts.ephemeral(), dev_certificate, log_dir=logs, extra_env={"edge": {"SHUTDOWN_GRACE_SECONDS": "1"}}
-    )
+    running = Stack(StackPorts.ephemeral(), dev_certificate, log_dir=logs)
     running.start()
     yield running
     codes = running.stop()
