@@ -194,3 +194,46 @@ def test_the_api_is_trusted_through_the_system_store_and_certifi() -> None:
     trusted = transport.ssl_context.get_ca_certs()
     assert bundled and all(ca in trusted for ca in bundled)
     assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED and transport.ssl_context.check_hostname
+
+
+@pytest.mark.parametrize("keepalive", [0.2, 15.0])
+async def test_an_idle_connection_is_not_reused_past_the_keepalive(keepalive: float) -> None:
+    """A server whose idle timeout fires as the next request arrives closes the connection without an answer (the
+    race uvicorn's 5 s and a 5 s Retry-After met in the e2e suite). A send on that connection is lost and, not being
+    repeatable, ambiguous; with the keep-alive below the server's idle time a new connection is used instead."""
+    answered: list[int] = []
+
+    async def keep_alive_for_a_moment(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        idle_since = None
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+            )
+            await reader.readexactly(length)
+            if idle_since is not None and time.monotonic() - idle_since > 0.3:
+                writer.close()  # the server's idle timer fired: no answer
+                return
+            answered.append(1)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            idle_since = time.monotonic()
+
+    server = await asyncio.start_server(keep_alive_for_a_moment, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = HttpTransport.create(
+        f"http://127.0.0.1:{port}", timeout=5, connect_timeout=1, max_connections=4, keepalive=keepalive
+    )
+    try:
+        await transport.request("POST", "/v2/emails", CTX, retry_lost_answers=False, json={})
+        await asyncio.sleep(0.4)
+        if keepalive < 0.4:
+            response = await transport.request("POST", "/v2/emails", CTX, retry_lost_answers=False, json={})
+            assert response.status_code == 200 and len(answered) == 2
+        else:
+            with pytest.raises(ApiUnavailable) as lost:
+                await transport.request("POST", "/v2/emails", CTX, retry_lost_answers=False, json={})
+            assert lost.value.ambiguous
+    finally:
+        await transport.aclose()
+        server.close()

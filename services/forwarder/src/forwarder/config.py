@@ -25,6 +25,9 @@ class ForwarderSettings(BaseSettings):
     cakemail_api_url: str = "http://127.0.0.1:8090"
     cakemail_api_timeout_seconds: float = Field(default=20.0, gt=0)
     cakemail_api_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    # An idle pooled connection is reused only this long: below the API's own idle timeout (uvicorn's 5 s, load
+    # balancers' 60 s), or a send (never repeated: it may have arrived) races the server closing the connection.
+    cakemail_api_keepalive_seconds: float = Field(default=4.0, gt=0)
 
     # v2: content.type when a message has no X-Email-API-Type header, and list_id when it has no X-List-Id.
     cakemail_email_api_type: Literal["marketing", "transactional"] = "transactional"

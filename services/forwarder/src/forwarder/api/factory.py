@@ -16,6 +16,7 @@ def create_api(settings: ForwarderSettings, pipeline: ApiPipeline) -> CakemailAp
         timeout=settings.cakemail_api_timeout_seconds,
         connect_timeout=settings.cakemail_api_connect_timeout_seconds,
         max_connections=settings.max_inflight_api_calls,
+        keepalive=settings.cakemail_api_keepalive_seconds,
     )
     if settings.cakemail_api_flavor == "v1":
         return V1Api(transport, pipeline)

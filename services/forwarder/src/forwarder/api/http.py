@@ -34,6 +34,8 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aioht
 _LOST = (aiohttp.ClientError, TimeoutError)
 
 USER_AGENT = "cakemail-smtp-gateway/0.2"
+# How long an idle pooled connection may be reused (config: CAKEMAIL_API_KEEPALIVE_SECONDS).
+KEEPALIVE_SECONDS = 4.0
 
 
 def _compact_json(value: Any) -> str:
@@ -64,8 +66,17 @@ class ApiResponse:
 
 
 class HttpTransport:
-    def __init__(self, base_url: str, *, timeout: float, connect_timeout: float, max_connections: int) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        keepalive: float = KEEPALIVE_SECONDS,
+    ) -> None:
         self._base_url = base_url.rstrip("/")
+        self._keepalive = keepalive
         self._timeout = timeout
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
@@ -75,14 +86,33 @@ class HttpTransport:
         self.trace_configs: list[aiohttp.TraceConfig] = []
 
     @classmethod
-    def create(cls, base_url: str, *, timeout: float, connect_timeout: float, max_connections: int) -> HttpTransport:
-        return cls(base_url, timeout=timeout, connect_timeout=connect_timeout, max_connections=max_connections)
+    def create(
+        cls,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+        keepalive: float = KEEPALIVE_SECONDS,
+    ) -> HttpTransport:
+        return cls(
+            base_url,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_connections=max_connections,
+            keepalive=keepalive,
+        )
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on the first call: an aiohttp session belongs to the running event loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ssl=self.ssl_context),
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections,
+                    limit_per_host=0,
+                    ssl=self.ssl_context,
+                    keepalive_timeout=self._keepalive,
+                ),
                 headers={"User-Agent": USER_AGENT},
                 trace_configs=self.trace_configs or None,
                 json_serialize=_compact_json,
