@@ -120,24 +120,26 @@ async def assemble(
         if frame != "chunk":
             raise MalformedStream("only ContentChunk frames may follow the MessageStart", field="chunk")
         chunk = request.chunk
-        if len(chunk.data) > MAX_CHUNK_BYTES:
+        # Read once: each read of a protobuf bytes field makes a new copy (up to 1 MiB here).
+        data = chunk.data
+        if len(data) > MAX_CHUNK_BYTES:
             raise MalformedStream(f"a ContentChunk carries at most {MAX_CHUNK_BYTES} bytes", field="chunk.data")
-        total += len(chunk.data)
+        total += len(data)
         if total > size_limit:
             raise MessageTooLarge(size_limit)
         digest.update(chunk.target.to_bytes(1, "big") + chunk.attachment_index.to_bytes(4, "big"))
-        digest.update(chunk.data)
+        digest.update(data)
         if chunk.target == pb.CONTENT_TARGET_TEXT_BODY:
-            text += chunk.data
+            text += data
         elif chunk.target == pb.CONTENT_TARGET_HTML_BODY:
-            html += chunk.data
+            html += data
         elif chunk.target == pb.CONTENT_TARGET_ATTACHMENT:
             if chunk.attachment_index >= len(attachments):
                 raise MalformedStream(
                     f"chunk for attachment {chunk.attachment_index}, which was not declared",
                     field="chunk.attachment_index",
                 )
-            attachments[chunk.attachment_index].add(chunk.data)
+            attachments[chunk.attachment_index].add(data)
         else:
             raise MalformedStream("ContentChunk.target is unspecified", field="chunk.target")
     if start is None:
