@@ -63,12 +63,14 @@ async def run(port: int, pid: int, raw: bytes) -> None:
                     parsed, envelope, credentials, message_identity=f"fwd-mem-{time.time()}-{counter}"
                 )
                 calls.append(asyncio.ensure_future(stub.SubmitMessage(iter(frames), timeout=300)))
+            started = time.perf_counter()
             peak = await _peak_during(pid, calls)
+            took = time.perf_counter() - started
             results[count] = peak - idle
             each = (peak - idle) / count
             print(
                 f"  {count} in flight: forwarder RSS {idle:.0f} -> peak {peak:.0f} MiB, {each:.1f} MiB "
-                f"= {each / size:.2f}x the message ({size:.1f} MiB) per message",
+                f"= {each / size:.2f}x the message ({size:.1f} MiB) per message, {took:.1f} s",
                 flush=True,
             )
             await asyncio.sleep(1)
