@@ -27,9 +27,9 @@ ENV = dict(pair.split("=", 1) for pair in os.environ.get("BENCH_ENV", "").split(
 PY_SPY_DIR = os.environ.get("PY_SPY_DIR", "")
 
 
-def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+def py_spy(pid: int, out: str, seconds: float = SECONDS) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    command = [spy, "record", "-r", "200", "-f", "raw", "-d", str(int(SECONDS)), "-o", out, "--pid", str(pid)]
+    command = [spy, "record", "-r", "200", "-f", "raw", "-d", str(int(seconds)), "-o", out, "--pid", str(pid)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -45,7 +45,7 @@ def main() -> int:
                 workers = [persistent(bare_port, tls, one) for _ in range(CONNECTIONS)]
                 base = await measure("bare", {"bare": bare.pid}, workers, seconds=SECONDS / 2)
                 spies = [
-                    _py_spy(pids[name], os.path.join(PY_SPY_DIR, f"{name}.txt"))
+                    py_spy(pids[name], os.path.join(PY_SPY_DIR, f"{name}.txt"))
                     for name in (("smtp-edge", "forwarder") if PY_SPY_DIR else ())
                 ]
                 gateway = await measure("gateway", pids, [persistent(edge, tls, one) for _ in range(CONNECTIONS)])

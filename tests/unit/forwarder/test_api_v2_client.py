@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from forwarder.api.context import CallContext
 from forwarder.api.errors import ApiMfaRequired, ApiRejected, ApiUnavailable, Rejection
 from forwarder.api.http import HttpTransport
-from forwarder.api.model import Mailbox, MessageRef, Session
+from forwarder.api.model import Mailbox, MessageRef, OutgoingAttachment, Session
 from forwarder.api.v2.client import V2Api, V2Options
 from forwarder.metrics import ForwarderMetrics
 from forwarder.resilience.breaker import BreakerSettings, CircuitBreaker
@@ -220,3 +220,32 @@ async def test_the_activity_logs_settle_a_lost_answer(api: V2Api, fake_api: Fake
     assert (query["start_time"], query["end_time"]) == (["1799999970"], ["1800000031"])
     logs.mock(return_value=httpx.Response(200, json={"pagination": {"has_more": False}, "data": []}))
     assert await delivery.find_previous(SESSION, 1_800_000_000, CTX) is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("attachment_size", [None, 0, 1, 100_001])
+async def test_the_api_receives_exactly_the_shared_body_sent_whole_or_streamed(
+    api: V2Api, fake_api: FakeApi, attachment_size: int | None
+) -> None:
+    """Without attachments the body goes as one bytes object, with them as streamed pieces: either way the API reads
+    the bytes SharedBody frames for the recipient, with a Content-Length and no chunked encoding."""
+    senders = senders_page(("7", "a@x.test", True))
+    fake_api.get("/brands/default/senders").mock(return_value=httpx.Response(200, json=senders))
+    emails = fake_api.post("/v2/emails").mock(
+        return_value=httpx.Response(201, json={"email": "b@x.test", "data": {"id": "e-1", "status": "queued"}})
+    )
+    attachments = ()
+    if attachment_size is not None:
+        data = bytes(random.Random(attachment_size).randrange(256) for _ in range(attachment_size))
+        attachments = (OutgoingAttachment("invoice.pdf", "application/pdf", "", False, data),)
+    email = dataclasses.replace(EMAIL, subject="Grüße \u2603", attachments=attachments)
+    plan = await api.prepare(SESSION, email, REF, CTX)
+    (delivery,) = plan.deliveries
+    assert await delivery.send(SESSION, CTX) == "e-1"
+    body = delivery.body  # type: ignore[attr-defined]
+    length, pieces = body.for_recipient("b@x.test")
+    expected = b"".join(pieces)
+    request = emails.calls.last.request
+    assert request.content == expected
+    assert int(request.headers["Content-Length"]) == length == len(expected)
+    assert "Transfer-Encoding" not in request.headers
+    assert json.loads(request.content)["email"] == "b@x.test"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from forwarder.submission.assembly import MalformedStream, MessageTooLarge, assemble
@@ -130,3 +132,33 @@ async def test_a_token_authenticated_stream_carries_no_credentials() -> None:
     with pytest.raises(MalformedStream) as neither:
         await assemble(_stream([bare]), size_limit=1000)
     assert neither.value.field == "start.credentials.username"
+
+
+@given(parts=st.lists(st.lists(st.binary(max_size=40), max_size=5), max_size=3), slack=st.integers(-3, 3))
+@settings(max_examples=200, deadline=None)
+async def test_attachments_are_the_bytes_sent_and_must_carry_exactly_their_declared_size(
+    parts: list[list[bytes]], slack: int
+) -> None:
+    """Each attachment is filled into one buffer of its declared size: the bytes sent, in order; a chunk that
+    carries more than declared, or a stream that carries less, is refused naming the attachment."""
+    sizes = [sum(len(piece) for piece in pieces) for pieces in parts]
+    declared = [max(0, size + slack) if index == len(parts) - 1 else size for index, size in enumerate(sizes)]
+    frames = [start(attachments=tuple(declared))]
+    for index, pieces in enumerate(parts):
+        frames += [chunk(pb.CONTENT_TARGET_ATTACHMENT, piece, index) for piece in pieces]
+    if declared == sizes:
+        message = await assemble(_stream(frames), size_limit=1000)
+        assert message.attachment_data == tuple(b"".join(pieces) for pieces in parts)
+        assert all(isinstance(data, bytearray) for data in message.attachment_data)
+    else:
+        last = len(parts) - 1
+        with pytest.raises(MalformedStream, match=f"attachment {last} declared {declared[last]} bytes but carried"):
+            await assemble(_stream(frames), size_limit=1000)
+
+
+async def test_attachments_declared_beyond_the_limit_are_refused_before_their_content() -> None:
+    frames = [start(attachments=(600, 500))]  # and nothing more: refused on the MessageStart alone
+    with pytest.raises(MessageTooLarge):
+        await assemble(_stream(frames), size_limit=1000)
+    message = await assemble(_stream([start(attachments=(0,))]), size_limit=2)
+    assert message.attachment_data == (b"",)

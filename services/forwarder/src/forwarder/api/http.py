@@ -143,11 +143,11 @@ class HttpTransport:
         params: Mapping[str, str | int] | None = None,
         json: Any = None,
         data: Mapping[str, str] | None = None,
-        content: AsyncIterable[bytes] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
     ) -> ApiResponse:
         """Raises ApiUnavailable for a transport failure; `retry_lost_answers` says whether the call is idempotent,
         so that a request whose answer was lost may be repeated (otherwise it is reported as ambiguous).
-        `json`, `data` (a form) or `content` (streamed, with the caller's Content-Length) is the body."""
+        `json`, `data` (a form) or `content` (bytes, or streamed with the caller's Content-Length) is the body."""
         all_headers = {REQUEST_ID_HEADER: ctx.request_id, **(headers or {})}
         tracing.inject(all_headers)  # traceparent, when tracing is on
         LAST_STATUS.set(None)

@@ -21,10 +21,14 @@ class Bulkhead:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._queue_wait)
-        except TimeoutError:
-            raise Saturated("too many Cakemail API calls in flight") from None
+        if self._slots.locked():
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._queue_wait)
+            except TimeoutError:
+                raise Saturated("too many Cakemail API calls in flight") from None
+        else:
+            # A free slot: taken without wait_for's task and timer (once per API call, one call per recipient).
+            await self._slots.acquire()
         self._metrics.inflight_api_calls.inc()
         try:
             yield

@@ -92,13 +92,16 @@ class V2Client:
         self, session: Session, account: str | None, body: wire.SharedBody, recipient: str, ctx: CallContext
     ) -> str:
         length, pieces = body.for_recipient(recipient)
+        # Without attachments the body is a few KB: one bytes object, written at once, costs less per recipient
+        # than aiohttp's streamed payload (a write per piece). The bytes on the wire are the same.
+        content: bytes | AsyncIterator[bytes] = b"".join(pieces) if not body.attachments else _chunks(pieces)
         response = await self._transport.request(
             "POST",
             wire.EMAILS_PATH,
             ctx,
             retry_lost_answers=False,
             params={"account_id": account} if account is not None else None,
-            content=_chunks(pieces),
+            content=content,
             headers={**_bearer(session), "Content-Type": "application/json", "Content-Length": str(length)},
         )
         answer = self._checked("emails", response)
