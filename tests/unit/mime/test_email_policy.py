@@ -41,7 +41,12 @@ def test_every_message_parses_as_with_policy_default(monkeypatch: pytest.MonkeyP
 
 
 def _same_header(name: str, value: str) -> None:
-    expected = policy.default.header_fetch_parse(name, value)
+    try:
+        expected = policy.default.header_fetch_parse(name, value)
+    except Exception as error:  # the stdlib's parse fails on a few values (To: '"' -> IndexError): ours fails alike
+        with pytest.raises(type(error)):
+            POLICY.header_fetch_parse(name, value)
+        return
     for got in (POLICY.header_fetch_parse(name, value), POLICY.header_fetch_parse(name, value)):
         assert str(got) == str(expected)
         assert type(got).__mro__[1:] == type(expected).__mro__[1:]
