@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cakemail.gateway.v1 import forwarder_pb2 as pb
-from forwarder.submission.assembly import MalformedStream, MessageTooLarge, assemble
+from forwarder.submission.assembly import (
+    PREALLOCATE_AFTER_BYTES,
+    MalformedStream,
+    MessageTooLarge,
+    _Attachment,
+    assemble,
+)
 
 
 async def _stream(frames: Iterable[pb.SubmitMessageRequest]) -> AsyncIterator[pb.SubmitMessageRequest]:
@@ -162,3 +168,19 @@ async def test_attachments_declared_beyond_the_limit_are_refused_before_their_co
         await assemble(_stream(frames), size_limit=1000)
     message = await assemble(_stream([start(attachments=(0,))]), size_limit=2)
     assert message.attachment_data == (b"",)
+
+
+def test_a_declared_size_alone_does_not_make_the_forwarder_hold_it() -> None:
+    """One byte sent of a 20 MB attachment holds one byte, not 20 MB; past the first MiB the buffer takes the declared
+    size at once (no regrowth), and the bytes come out as sent."""
+    declared = 20 * 1024 * 1024
+    attachment = _Attachment(0, declared)
+    attachment.add(b"x")
+    assert len(attachment.data) == 1
+    piece = b"y" * PREALLOCATE_AFTER_BYTES
+    attachment.add(piece)
+    assert len(attachment.data) == declared
+    rest = b"z" * (declared - 1 - len(piece))
+    attachment.add(rest)
+    attachment.check_complete()
+    assert bytes(attachment.data) == b"x" + piece + rest

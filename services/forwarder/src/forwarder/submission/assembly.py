@@ -57,11 +57,17 @@ def _content_fingerprint(start: pb.MessageStart) -> bytes:
     return copy.SerializeToString(deterministic=True)
 
 
+# An attachment's buffer takes its declared size once this much of it has arrived (one edge chunk): at most 1 MiB
+# sent for up to MESSAGE_SIZE_LIMIT held, where a buffer made on the first byte would be any size for one byte.
+PREALLOCATE_AFTER_BYTES = 1024 * 1024
+
+
 class _Attachment:
-    """One attachment's bytes, filled in place into one buffer of its declared size, made when its first chunk
-    arrives. A buffer grown chunk by chunk is reallocated again and again (copies of up to the whole attachment,
-    1/8 spare kept by CPython, freed blocks kept by glibc as heap): 1.6x a 20 MB message of forwarder RSS per
-    message in flight, against 1.1x with exact buffers (docs/performance.md, "Against the targets")."""
+    """One attachment's bytes, filled in place into one buffer of its declared size, made once
+    PREALLOCATE_AFTER_BYTES of it (or all of a smaller one) has arrived. A buffer grown chunk by chunk is reallocated
+    again and again (copies of up to the whole attachment, 1/8 spare kept by CPython, freed blocks kept by glibc as
+    heap): 1.6x a 20 MB message of forwarder RSS per message in flight, against 1.1x with exact buffers
+    (docs/performance.md, "Against the targets")."""
 
     __slots__ = ("_declared", "_filled", "_index", "data")
 
@@ -82,7 +88,15 @@ class _Attachment:
         if end > self._declared:
             raise self._mismatch("more")
         if len(self.data) != self._declared:
-            self.data = bytearray(self._declared)
+            if end < min(self._declared, PREALLOCATE_AFTER_BYTES):
+                # Not before the caller has sent a real share of it: a declared size alone (one byte sent, 25 MB
+                # declared) must not make the forwarder hold 25 MB.
+                self.data += chunk
+                self._filled = end
+                return
+            whole = bytearray(self._declared)
+            whole[: self._filled] = self.data
+            self.data = whole
         self.data[self._filled : end] = chunk
         self._filled = end
 
