@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+import signal
 import smtplib
 import ssl
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
 from devstack.stack import Stack
-from tests.conftest import SandboxView
+from tests.conftest import SandboxView, log_text
 
 pytestmark = pytest.mark.e2e
 
@@ -88,3 +91,49 @@ def test_headers_too_large_for_one_frame_are_refused_not_retried_forever(
             client.sendmail("ann@example.com", ["bob@example.net"], message)
     assert (refused.value.smtp_code, refused.value.smtp_error[:5]) == (552, b"5.3.4")
     assert sandbox.emails() == []
+
+
+def _parse_pids(stack: Stack) -> list[int]:
+    """The worker pids the edge logged for the messages it parsed in its parse processes, in order."""
+    lines = (json.loads(line) for line in log_text(stack).splitlines() if line.startswith("{"))
+    return [line["parse_pid"] for line in lines if line.get("event") == "message parsed in a worker process"]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_large_message_is_parsed_in_a_worker_process_and_delivered_intact(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    message, blobs = _message(1 * MIB)  # over PARSE_IN_PROCESS_BYTES (256 KiB)
+    before = len(_parse_pids(stack))
+    _send(stack, client_tls, message)
+    [record] = sandbox.emails()
+    [attachment] = record["payload"]["attachments"]
+    assert base64.b64decode(attachment["content"]) == blobs[0]
+    assert record["payload"]["subject"] == message["Subject"]
+    [pid] = _parse_pids(stack)[before:]
+    assert stack.edge.process is not None
+    # A worker forked by the edge's fork server: the edge's grandchild, not the edge itself.
+    assert pid != stack.edge.process.pid
+    assert _parent(_parent(pid)) == stack.edge.process.pid
+
+
+def test_a_killed_parse_worker_gives_451_and_the_resend_is_delivered(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    message, blobs = _message(512 * 1024)
+    _send(stack, client_tls, message)
+    worker = _parse_pids(stack)[-1]
+    sandbox.clear()
+    os.kill(worker, signal.SIGKILL)
+    with pytest.raises(smtplib.SMTPDataError) as deferred:
+        _send(stack, client_tls, message)
+    assert (deferred.value.smtp_code, deferred.value.smtp_error[:5]) == (451, b"4.3.0")
+    assert sandbox.emails() == []
+    _send(stack, client_tls, message)  # what a client does with a 451: send it again
+    [record] = sandbox.emails()
+    [attachment] = record["payload"]["attachments"]
+    assert base64.b64decode(attachment["content"]) == blobs[0]
+    assert _parse_pids(stack)[-1] != worker  # parsed by the rebuilt pool's new worker

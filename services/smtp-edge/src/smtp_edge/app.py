@@ -22,6 +22,7 @@ from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.data_budget import DataBudget
 from smtp_edge.smtp.handler import GatewayHandler, TransactionLimits
 from smtp_edge.smtp.listeners import ListenerConfig, SmtpListeners
+from smtp_edge.smtp.parse_pool import ParsePool
 from smtp_edge.smtp.protocol import SessionLimits
 from smtp_edge.tls.contexts import CertificateReloader, server_context
 
@@ -75,6 +76,7 @@ class EdgeApp:
             self.counters,
             exempt=allowed,
         )
+        self.parse_pool = ParsePool(settings.parse_processes) if settings.parse_processes else None
         self.handler = GatewayHandler(
             self.forwarder,
             SaslAuthenticator(self.forwarder, self.admission.auth_throttle, self.metrics),
@@ -82,10 +84,12 @@ class EdgeApp:
                 max_recipients=settings.max_recipients,
                 max_attachment_bytes=settings.max_attachment_bytes,
                 parse_in_thread_bytes=settings.parse_in_thread_bytes,
+                parse_in_process_bytes=settings.parse_in_process_bytes,
                 message_id_domain=settings.smtp_hostname,
             ),
             self.metrics,
             rates,
+            self.parse_pool,
         )
         tls = server_context(settings.tls_cert_file, settings.tls_key_file)
         self.reloader = CertificateReloader(
@@ -135,6 +139,8 @@ class EdgeApp:
         return not self._stopping
 
     async def start(self) -> None:
+        if self.parse_pool is not None:
+            await self.parse_pool.start()
         await self.listeners.start()
         self.reloader.start()
         await self.ops.start()
@@ -157,6 +163,8 @@ class EdgeApp:
         cut_off = await self.listeners.live.drain(self.settings.shutdown_grace_seconds)
         if cut_off:
             log.warning("grace period over; sessions closed while busy", count=cut_off)
+        if self.parse_pool is not None:
+            await self.parse_pool.close()
         await self.reloader.stop()
         await self.ops.stop()
         await self.forwarder.close()

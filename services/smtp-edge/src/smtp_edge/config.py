@@ -95,6 +95,10 @@ class EdgeSettings(BaseSettings):
     proxy_protocol_timeout_seconds: float = Field(default=5.0, gt=0)
     # Messages bigger than this are parsed in a worker thread so one big message never stalls other sessions.
     parse_in_thread_bytes: int = Field(default=256 * 1024, ge=0)
+    # Messages bigger than this are parsed in one of PARSE_PROCESSES worker processes instead: a thread holds the
+    # GIL while it parses, a process does not (docs/security.md, "Resource exhaustion"). 0 processes: no pool.
+    parse_in_process_bytes: int = Field(default=256 * 1024, ge=0)
+    parse_processes: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> EdgeSettings:

@@ -19,6 +19,7 @@ from smtp_edge.policy.message_rates import MessageRateLimiter
 from smtp_edge.smtp import replies
 from smtp_edge.smtp.auth import SaslAuthenticator
 from smtp_edge.smtp.data_budget import DataBudget, declared_size
+from smtp_edge.smtp.parse_pool import ParsePool, ParseWorkerLost
 from smtp_edge.smtp.session import GatewaySession
 
 log = structlog.get_logger(__name__)
@@ -29,6 +30,7 @@ class TransactionLimits:
     max_recipients: int
     max_attachment_bytes: int
     parse_in_thread_bytes: int
+    parse_in_process_bytes: int
     message_id_domain: str
 
 
@@ -52,7 +54,9 @@ class GatewayHandler:
         limits: TransactionLimits,
         metrics: EdgeMetrics,
         rates: MessageRateLimiter,
+        parse_pool: ParsePool | None = None,
     ) -> None:
+        self._parse_pool = parse_pool
         self._forwarder = forwarder
         self._authenticator = authenticator
         self._limits = limits
@@ -150,6 +154,9 @@ class GatewayHandler:
                 replies.ATTACHMENT_TOO_LARGE if isinstance(rejected, AttachmentTooLarge) else replies.MESSAGE_REFUSED
             )
             return refusal.format(reason=replies.safe_text(rejected.reason) or "Message refused")
+        except ParseWorkerLost:
+            log.error("message not parsed: its parse worker died; the client will send it again")
+            return replies.TEMPORARY_FAILURE
         except Exception:
             log.exception("message could not be parsed")
             return replies.TEMPORARY_FAILURE
@@ -196,6 +203,13 @@ class GatewayHandler:
         # A message without Message-ID gets one derived from its identity, the same on every resend.
         limit = self._limits.max_attachment_bytes
         domain = self._limits.message_id_domain
+        if self._parse_pool is not None and len(raw) > self._limits.parse_in_process_bytes:
+            # Parsed in a worker process: its CPU does not hold this process's GIL (docs/security.md, item 3).
+            parsed, identity, pid = await self._parse_pool.parse(
+                raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain
+            )
+            log.info("message parsed in a worker process", parse_pid=pid, size=len(raw))
+            return parsed, identity
         if len(raw) > self._limits.parse_in_thread_bytes:
             # Large messages are parsed (and hashed) off the event loop so other sessions keep flowing (aiosmtpd #293).
             return await asyncio.to_thread(

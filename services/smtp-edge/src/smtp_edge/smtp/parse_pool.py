@@ -1,0 +1,104 @@
+"""Large messages parsed in worker processes, so that their CPU does not take the event loop's GIL.
+
+A thread does not help here: the MIME parse is pure Python and holds the GIL, so every session on the loop waits
+while a 25 MB message is parsed (docs/security.md, "Resource exhaustion", item 3). A small process pool (a
+'forkserver' context: the workers are forked from a clean server process, never from the running edge with its
+sockets and threads) parses them instead; only the bytes in and the parsed message out cross the pipe.
+
+A worker that dies (killed, out of memory) breaks the pool: the messages it held are answered with a temporary
+failure (the client keeps them and retries, nothing is lost) and the pool is rebuilt for the next ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import structlog
+
+from gateway_mime import ParsedMessage
+from gateway_mime.submission import read_submission
+
+log = structlog.get_logger(__name__)
+
+PRELOAD = ["gateway_mime.submission"]  # imported once by the fork server, not by every new worker
+
+
+class ParseWorkerLost(Exception):
+    """The worker parsing this message died; the message was not parsed (answer with a temporary failure)."""
+
+
+def _ignore_shutdown_signals() -> None:
+    # The edge drains on SIGTERM and shuts the pool down itself; a worker that died on the same signal would turn
+    # the messages still being parsed during the drain into temporary failures.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def parse_in_worker(
+    raw: bytes, mail_from: str, max_attachment_bytes: int | None, message_id_domain: str
+) -> tuple[ParsedMessage, str, int]:
+    """Runs in a worker: read_submission's result and the worker's pid. Raises MessageRejected, nothing else."""
+    parsed, identity = read_submission(
+        raw, mail_from, max_attachment_bytes=max_attachment_bytes, message_id_domain=message_id_domain
+    )
+    return parsed, identity, os.getpid()
+
+
+class ParsePool:
+    def __init__(self, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("a parse pool needs at least one process")
+        self._processes = processes
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(PRELOAD)
+        self._executor = self._new_executor()
+        self.restarts = 0
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self._processes, mp_context=self._context, initializer=_ignore_shutdown_signals
+        )
+
+    async def start(self) -> None:
+        """Starts the workers now (at edge start-up), not on the first large message."""
+        await self.worker_pids()
+
+    async def worker_pids(self) -> set[int]:
+        """The pids of the workers that answered (as many calls as workers; an idle worker may take two)."""
+        loop = asyncio.get_running_loop()
+        executor = self._executor
+        pids = await asyncio.gather(*(loop.run_in_executor(executor, os.getpid) for _ in range(self._processes)))
+        return set(pids)
+
+    async def parse(
+        self, raw: bytes, mail_from: str, *, max_attachment_bytes: int | None, message_id_domain: str
+    ) -> tuple[ParsedMessage, str, int]:
+        """(parsed, identity, the worker's pid); MessageRejected as read_submission raises it; ParseWorkerLost when
+        the worker died (the pool is rebuilt)."""
+        executor = self._executor
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
+            )
+        except BrokenProcessPool as broken:
+            self._rebuild(executor)
+            raise ParseWorkerLost("the parse worker died") from broken
+
+    def _rebuild(self, broken: ProcessPoolExecutor) -> None:
+        if self._executor is not broken:  # another message held by the same worker already rebuilt it
+            return
+        self.restarts += 1
+        log.error("a parse worker died; the pool is rebuilt", restarts=self.restarts)
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()
+
+    async def close(self) -> None:
+        """Waits for the parses in flight (drain lets their transactions finish first), then stops the workers."""
+        executor = self._executor
+        await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
