@@ -15,7 +15,7 @@ from smtp_edge.smtp.parse_pool import ParsePool
 
 def test_the_parse_pool_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = EdgeSettings()
-    assert (defaults.parse_processes, defaults.parse_in_process_bytes) == (1, 256 * 1024)
+    assert (defaults.parse_processes, defaults.parse_in_process_bytes) == (1, 8 * 1024)
     monkeypatch.setenv("PARSE_PROCESSES", "2")
     monkeypatch.setenv("PARSE_IN_PROCESS_BYTES", "0")
     assert (EdgeSettings().parse_processes, EdgeSettings().parse_in_process_bytes) == (2, 0)

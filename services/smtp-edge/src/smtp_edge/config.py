@@ -97,7 +97,7 @@ class EdgeSettings(BaseSettings):
     parse_in_thread_bytes: int = Field(default=256 * 1024, ge=0)
     # Messages bigger than this are parsed in one of PARSE_PROCESSES worker processes instead: a thread holds the
     # GIL while it parses, a process does not (docs/security.md, "Resource exhaustion"). 0 processes: no pool.
-    parse_in_process_bytes: int = Field(default=256 * 1024, ge=0)
+    parse_in_process_bytes: int = Field(default=8 * 1024, ge=0)
     parse_processes: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
