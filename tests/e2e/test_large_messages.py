@@ -94,9 +94,9 @@ def test_headers_too_large_for_one_frame_are_refused_not_retried_forever(
 
 
 def _parse_pids(stack: Stack) -> list[int]:
-    """The worker pids the edge logged for the messages it parsed in its parse processes, in order."""
+    """The parse workers' pids the edge logged with the messages it forwarded (those parsed in one), in order."""
     lines = (json.loads(line) for line in log_text(stack).splitlines() if line.startswith("{"))
-    return [line["parse_pid"] for line in lines if line.get("message") == "message parsed in a worker process"]
+    return [line["parse_pid"] for line in lines if line.get("message") == "message forwarded" and "parse_pid" in line]
 
 
 def _parent(pid: int) -> int:

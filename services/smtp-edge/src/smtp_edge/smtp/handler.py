@@ -147,7 +147,7 @@ class GatewayHandler:
             rcpt_tos=tuple(envelope.rcpt_tos),
         )
         try:
-            parsed, identity = await self._parse(raw, smtp_envelope.mail_from)
+            parsed, identity, parse_pid = await self._parse(raw, smtp_envelope.mail_from)
         except MessageRejected as rejected:
             log.info("message refused by the parser", reason=rejected.reason)
             refusal = (
@@ -187,6 +187,7 @@ class GatewayHandler:
             outcome=answer.outcome,
             recipients=len(envelope.rcpt_tos),
             size=size,
+            **({"parse_pid": parse_pid} if parse_pid is not None else {}),
         )
         return answer.reply
 
@@ -197,22 +198,20 @@ class GatewayHandler:
         self._metrics.client_gone_during_forward.labels(outcome).inc()
         log.warning("forwarding finished after the client disconnected", outcome=outcome)
 
-    async def _parse(self, raw: bytes, mail_from: str) -> tuple[ParsedMessage, str]:
+    async def _parse(self, raw: bytes, mail_from: str) -> tuple[ParsedMessage, str, int | None]:
         """The parsed message and its identity, taken from what the client sent so that its resend is the same
-        message (docs/mapping.md, "Message identity")."""
+        message (docs/mapping.md, "Message identity"), and the pid of the worker process that parsed it, if one did."""
         # A message without Message-ID gets one derived from its identity, the same on every resend.
         limit = self._limits.max_attachment_bytes
         domain = self._limits.message_id_domain
         if self._parse_pool is not None and len(raw) > self._limits.parse_in_process_bytes:
             # Parsed in a worker process: its CPU does not hold this process's GIL (docs/security.md, item 3).
-            parsed, identity, pid = await self._parse_pool.parse(
-                raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain
-            )
-            log.info("message parsed in a worker process", parse_pid=pid, size=len(raw))
-            return parsed, identity
+            return await self._parse_pool.parse(raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain)
         if len(raw) > self._limits.parse_in_thread_bytes:
             # Large messages are parsed (and hashed) off the event loop so other sessions keep flowing (aiosmtpd #293).
-            return await asyncio.to_thread(
+            parsed, identity = await asyncio.to_thread(
                 read_submission, raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain
             )
-        return read_submission(raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain)
+        else:
+            parsed, identity = read_submission(raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain)
+        return parsed, identity, None
