@@ -153,9 +153,15 @@ $(VENV)/.client: $(VENV)/.installed $(CLIENT_SOURCES) $(PROTOS)
 	rm -rf clients/python/build
 	touch $@
 
+# Two pytest-xdist workers, one whole test file each at a time (--dist loadfile: a module's stack is started once, as
+# in a serial run; each worker has its own session stack, redis and certificates under its own tmp dir). The suite is
+# mostly real processes and timers, so two workers overlap one's waits with the other's CPU (README, "Test suite
+# time"). PYTEST_ARGS comes last and wins: `make pytest PYTEST_ARGS=-n0` runs serially.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.installed $(VENV)/.client clients servers browsers scanners
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 --durations=10 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=80 --durations=10 \
+		-n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Longer fuzzing than make test's bounded runs (docs/security.md): the raw SMTP dialogue and PROXY headers against
 # running stacks (hypothesis, FUZZ_EXAMPLES examples per test), mutated MIME corpus messages (hypothesis), then the
