@@ -34,6 +34,17 @@ class SandboxView:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
+    @classmethod
+    def cleared(cls, base_url: str) -> SandboxView:
+        """A view of a sandbox with nothing recorded yet: what every test's sandbox fixture starts from."""
+        view = cls(base_url)
+        view.clear()
+        return view
+
+    def revoke_tokens(self) -> None:
+        """Every access token and refresh token the sandbox issued stops working (as a revocation would)."""
+        self._request("POST", "/sandbox/tokens/revoke")
+
     def _request(self, method: str, path: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
@@ -88,9 +99,7 @@ def stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def sandbox(stack: Stack) -> SandboxView:
-    view = SandboxView(stack.sandbox_url)
-    view.clear()
-    return view
+    return SandboxView.cleared(stack.sandbox_url)
 
 
 def log_text(stack: Stack) -> str:

@@ -136,9 +136,7 @@ def edges(
 
 @pytest.fixture
 def sandbox(edges: TwoEdges) -> SandboxView:
-    view = SandboxView(edges.stack.sandbox_url)
-    view.clear()
-    return view
+    return SandboxView.cleared(edges.stack.sandbox_url)
 
 
 def test_per_ip_limit_refuses_at_mail_and_the_next_window_passes(

@@ -122,7 +122,7 @@ def test_a_revoked_token_is_refused_although_its_check_was_cached(stack: Stack, 
     token = _access_token(stack)
     with _client(stack, token, "1001") as client:
         client.send(_message("before revocation"), sender="svc@example.com", recipients=["bob@example.net"])
-        sandbox._request("POST", "/sandbox/tokens/revoke")
+        sandbox.revoke_tokens()
         with pytest.raises(InvalidCredentials) as caught:
             client.send(_message("after revocation"), sender="svc@example.com", recipients=["bob@example.net"])
     assert caught.value.reason == "INVALID_TOKEN"

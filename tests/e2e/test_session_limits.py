@@ -48,9 +48,7 @@ def limits_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def limits_sandbox(limits_stack: Stack) -> SandboxView:
-    view = SandboxView(limits_stack.sandbox_url)
-    view.clear()
-    return view
+    return SandboxView.cleared(limits_stack.sandbox_url)
 
 
 def _plain(port: int, receive_buffer: int = 0) -> socket.socket:

@@ -63,6 +63,4 @@ def proxy_fuzz_stack(dev_certificate: DevCertificate, tmp_path_factory: pytest.T
 
 @pytest.fixture
 def fuzz_sandbox(fuzz_stack: Stack) -> SandboxView:
-    view = SandboxView(fuzz_stack.sandbox_url)
-    view.clear()
-    return view
+    return SandboxView.cleared(fuzz_stack.sandbox_url)
