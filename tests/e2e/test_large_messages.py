@@ -118,6 +118,9 @@ def test_a_large_message_is_parsed_in_a_worker_process_and_delivered_intact(
     # A worker forked by the edge's fork server: the edge's grandchild, not the edge itself.
     assert pid != stack.edge.process.pid
     assert _parent(_parent(pid)) == stack.edge.process.pid
+    # Below the loop's CPU priority by PARSE_WORKER_NICE (10), so that a busy parse never delays the replies.
+    edge_priority = os.getpriority(os.PRIO_PROCESS, stack.edge.process.pid)
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(edge_priority + 10, 19)
 
 
 def test_a_killed_parse_worker_gives_451_and_the_resend_is_delivered(

@@ -4,12 +4,22 @@ line limits."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_edge.smtp.data_reader import BareNewline, DataProblem, finish, normalize_line_endings, read_data
+from smtp_edge.smtp.data_reader import (
+    BareNewline,
+    DataProblem,
+    LineScan,
+    find_empty_line,
+    finish,
+    normalize_line_endings,
+    read_data,
+    scan_lines,
+)
 
 
 @pytest.mark.parametrize(
@@ -210,3 +220,61 @@ async def test_a_piece_the_budget_refuses_drops_the_message_and_reads_on() -> No
 def test_finish_without_dot_stuffing_returns_the_same_bytes() -> None:
     collected = bytearray(b"\r\nSubject: s\r\n\r\nbody\r\n.\r\n")
     assert finish(collected).content == b"Subject: s\r\n\r\nbody\r\n"
+
+
+# The reader's fast paths against the plain definitions they replace: a line is too long when 1001 octets come
+# before its LF (the regex finish() used), and the header block ends at the first LF-CR, LF-LF or CR-CR.
+_TOO_LONG_REFERENCE = re.compile(rb"(?m)^[^\n]{1001}")
+_EMPTY_LINE_REFERENCE = re.compile(rb"\n[\r\n]|\r\r")
+_LINE_PARTS = st.sampled_from([b"x" * 499, b"x" * 997, b"y", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b".."])
+
+
+@given(st.lists(_LINE_PARTS, max_size=30))
+def test_scan_lines_agrees_with_the_line_regex(parts: list[bytes]) -> None:
+    data = bytearray(b"".join(parts))
+    assert scan_lines(data, 0, len(data))[0] == (_TOO_LONG_REFERENCE.search(data) is not None)
+
+
+@given(st.lists(_LINE_PARTS, max_size=30), st.integers(min_value=0, max_value=40))
+def test_find_empty_line_agrees_with_the_alternation(parts: list[bytes], start: int) -> None:
+    data = bytearray(b"".join(parts))
+    found = _EMPTY_LINE_REFERENCE.search(data, start)
+    assert find_empty_line(data, start) == (found.start() if found else -1)
+
+
+@given(
+    st.lists(_LINE_PARTS, max_size=30),
+    st.lists(st.integers(min_value=1, max_value=3000), max_size=6),
+    st.sampled_from(list(BareNewline)),
+)
+def test_finish_after_a_piecewise_scan_equals_finish_over_the_whole(
+    parts: list[bytes], cuts: list[int], mode: BareNewline
+) -> None:
+    """The scan sees the message in pieces split anywhere (a CRLF or CRLF-dot cut in two included), like read_data."""
+    whole = b"\r\n" + b"".join(parts) + b"\r\n.\r\n"
+    collected, scan = bytearray(), LineScan()
+    offset = 0
+    for cut in [*sorted(cuts), len(whole)]:
+        collected += whole[offset:cut]
+        offset = max(offset, min(cut, len(whole)))
+        scan.feed(collected)
+    assert bytes(collected) == whole
+    assert finish(bytearray(whole), mode, scan) == finish(bytearray(whole), mode)
+
+
+def test_a_scan_that_did_not_see_everything_is_not_trusted() -> None:
+    scan = LineScan()
+    scan.feed(bytearray(b"\r\nshort\r\n"))
+    whole = bytearray(b"\r\nshort\r\n" + b"x" * 1001 + b"\r\n.\r\n")  # the scan never saw the long line
+    assert finish(whole, BareNewline.NORMALIZE, scan).problem is DataProblem.LINE_TOO_LONG
+
+
+async def test_read_data_finds_a_long_line_and_a_stuffed_dot_across_its_1_mib_pieces() -> None:
+    filler = (b"f" * 98 + b"\r\n") * (1024 * 1024 // 100)  # just under the first piece's 1 MiB
+    long_line = b"x" * 1000 + b"\r\n"
+    content, problem, _ = await _read([b"Subject: s\r\n\r\n", filler, long_line, filler, b".\r\n"])
+    assert problem is DataProblem.LINE_TOO_LONG
+    ok_line = b"x" * 998 + b"\r\n"
+    stuffed = b"..x" + b"y" * 995 + b"\r\n"  # 998 octets once the dot is gone
+    content, problem, _ = await _read([b"Subject: s\r\n\r\n", filler, ok_line, stuffed, filler, b".\r\n"])
+    assert (content, problem) == (b"Subject: s\r\n\r\n" + filler + ok_line + stuffed[1:] + filler, None)

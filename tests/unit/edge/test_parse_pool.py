@@ -59,3 +59,13 @@ async def test_a_worker_parses_exactly_as_the_loop_does_and_refusals_cross_intac
         assert isinstance(too_large.value, MessageRejected)
     finally:
         await pool.close()
+
+
+async def test_workers_run_below_the_loops_cpu_priority() -> None:
+    pool = ParsePool(1, nice=7)
+    await pool.start()
+    try:
+        [pid] = await pool.worker_pids()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
+    finally:
+        await pool.close()

@@ -6,12 +6,15 @@ when a Python upgrade changes either, on both event loops the edge may run (asyn
 from __future__ import annotations
 
 import asyncio
+import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 
 import pytest
 import uvloop
 
 from smtp_edge.smtp.data_reader import END_OF_DATA, read_data
+from smtp_edge.smtp.protocol import TlsLayer
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -89,5 +92,25 @@ def test_a_cleared_buffer_lets_the_reader_resume_its_transport(loop_name: str) -
         reader._buffer.clear()
         reader._maybe_resume_transport()
         assert not transport.paused, "StreamReader._maybe_resume_transport no longer resumes the transport"
+
+    run_on(loop_name, check)
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_the_tls_layer_reads_into_a_buffer_of_the_configured_size(loop_name: str) -> None:
+    """smtp/protocol.TlsLayer sets asyncio's SSLProtocol.max_size before asyncio's __init__ allocates the read
+    buffer: get_buffer (the BufferedProtocol call the transport makes before every socket read) must hand out that
+    size, or an upgrade made the setting do nothing."""
+
+    async def check() -> None:
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        layer = TlsLayer(loop, asyncio.Protocol(), context, loop.create_future(), read_buffer_bytes=32 * 1024)
+        assert len(layer.get_buffer(-1)) == 32 * 1024
+        assert len(layer.get_buffer(1 << 20)) == 32 * 1024
+        assert (
+            len(sslproto.SSLProtocol(loop, asyncio.Protocol(), context, None, server_side=True).get_buffer(-1))
+            == 256 * 1024
+        )
 
     run_on(loop_name, check)

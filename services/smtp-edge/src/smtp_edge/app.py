@@ -76,7 +76,9 @@ class EdgeApp:
             self.counters,
             exempt=allowed,
         )
-        self.parse_pool = ParsePool(settings.parse_processes) if settings.parse_processes else None
+        self.parse_pool = (
+            ParsePool(settings.parse_processes, nice=settings.parse_worker_nice) if settings.parse_processes else None
+        )
         self.handler = GatewayHandler(
             self.forwarder,
             SaslAuthenticator(self.forwarder, self.admission.auth_throttle, self.metrics),
@@ -110,6 +112,7 @@ class EdgeApp:
                     max_rcpt_without_message=settings.max_rcpt_without_message,
                     header_limit=settings.max_header_bytes,
                     data_budget=DataBudget(settings.data_bytes_in_flight_limit),
+                    tls_read_buffer_bytes=settings.tls_read_buffer_bytes,
                 ),
             ),
             self.handler,

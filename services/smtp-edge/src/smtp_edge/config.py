@@ -99,6 +99,12 @@ class EdgeSettings(BaseSettings):
     # GIL while it parses, a process does not (docs/security.md, "Resource exhaustion"). 0 processes: no pool.
     parse_in_process_bytes: int = Field(default=8 * 1024, ge=0)
     parse_processes: int = Field(default=1, ge=0)
+    # How much lower the parse workers' CPU priority is than the event loop's (`nice` increment, 0-19): a 25 MB parse
+    # is throughput work, the loop's replies are latency work (docs/security.md, "Resource exhaustion").
+    parse_worker_nice: int = Field(default=10, ge=0, le=19)
+    # The TLS layer's read buffer per connection (asyncio's default is 256 KiB): what one connection's bytes cost the
+    # loop per turn, and what an idle TLS connection holds (docs/security.md, "Resource exhaustion").
+    tls_read_buffer_bytes: int = Field(default=64 * 1024, ge=16 * 1024)
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> EdgeSettings:

@@ -32,11 +32,15 @@ class ParseWorkerLost(Exception):
     """The worker parsing this message died; the message was not parsed (answer with a temporary failure)."""
 
 
-def _ignore_shutdown_signals() -> None:
+def _start_worker(nice: int) -> None:
     # The edge drains on SIGTERM and shuts the pool down itself; a worker that died on the same signal would turn
     # the messages still being parsed during the drain into temporary failures.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Below the event loop's CPU priority: when the cores are busy, the loop's replies to every session go first and
+    # the parse of a large message (throughput work, seconds long) takes what is left. No privilege is needed to
+    # lower one's own priority, in a container too.
+    os.nice(nice)
 
 
 def parse_in_worker(
@@ -50,10 +54,11 @@ def parse_in_worker(
 
 
 class ParsePool:
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, *, nice: int = 0) -> None:
         if processes < 1:
             raise ValueError("a parse pool needs at least one process")
         self._processes = processes
+        self._nice = nice
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self._executor = self._new_executor()
@@ -61,7 +66,7 @@ class ParsePool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self._processes, mp_context=self._context, initializer=_ignore_shutdown_signals
+            max_workers=self._processes, mp_context=self._context, initializer=_start_worker, initargs=(self._nice,)
         )
 
     async def start(self) -> None:
