@@ -8,7 +8,17 @@ import gzip
 from collections import Counter
 
 from bench.attacks import LINE, PER_IP, Report, big_headers, bomb, nested, reply_key, source_ip
-from bench.exhaustion import MAX_CONNECTIONS, MESSAGE_SIZE_LIMIT, Figures, at_the_cap, rss_bound, shapes, table, verdict
+from bench.exhaustion import (
+    IDLE_CONNECTION_MIB,
+    MAX_CONNECTIONS,
+    MESSAGE_SIZE_LIMIT,
+    Figures,
+    at_the_cap,
+    rss_bound,
+    shapes,
+    table,
+    verdict,
+)
 
 MAX_ATTACHMENT_BYTES = 10_485_760  # the edge's default decoded-attachment cap
 
@@ -69,6 +79,23 @@ def test_the_share_shrinks_with_the_baseline_and_the_projection_scales_per_conne
     assert MAX_CONNECTIONS == 2000  # the edge's default cap, read from its settings
 
 
+def test_a_budgeted_shape_is_judged_against_the_pod_with_the_connection_cap_held_idle() -> None:
+    """The message shapes' bytes in flight are capped per process (DATA_BYTES_IN_FLIGHT_LIMIT): their bound is what
+    the pod has above the baseline, less the rest of the cap's connections at IDLE_CONNECTION_MIB each (edge)."""
+    f = figures(peak=700.0)
+    f.budgeted = True
+    idle = (1024 - 64) * IDLE_CONNECTION_MIB  # 120 MiB
+    assert rss_bound(f, "smtp-edge") == 1124.0 - 100.0 - idle
+    assert rss_bound(f, "forwarder") == 1124.0 - 100.0
+    assert verdict(f) == [] and at_the_cap(f, "smtp-edge") == 700.0 + idle
+    f.rss_peak["smtp-edge"] = 1124.0 - idle + 1  # one MiB more than fits beside the idle connections
+    assert verdict(f) == [
+        f"idle: smtp-edge RSS +{1124 - idle + 1 - 100:.0f} MiB (bound 904 MiB; 1,125 MiB at 1,024 connections)"
+    ]
+    f.budgeted = False  # the same growth judged per connection: far over
+    assert any("smtp-edge RSS" in p for p in verdict(f))
+
+
 def test_an_attack_short_of_strength_fails() -> None:
     assert any("short of strength, 7/64" in p for p in verdict(figures(established=7)))
 
@@ -104,6 +131,8 @@ def test_the_shapes_at_full_and_smoke_scale() -> None:
         "base64-bomb": 4,
     }
     assert [s.name for s in shapes(0.01)] == list(full) and all(s.connections >= 1 for s in shapes(0.01))
+    # Only the shapes that send messages are held by the bytes in flight budget.
+    assert {s.name for s in shapes() if s.budgeted} == {"big-headers", "nested-mime", "base64-bomb"}
 
 
 def test_attackers_stay_under_the_per_ip_cap() -> None:
