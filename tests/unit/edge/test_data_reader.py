@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smtp_edge.smtp import data_reader
 from smtp_edge.smtp.data_reader import (
     BareNewline,
     DataProblem,
@@ -269,8 +270,8 @@ def test_a_scan_that_did_not_see_everything_is_not_trusted() -> None:
     assert finish(whole, BareNewline.NORMALIZE, scan).problem is DataProblem.LINE_TOO_LONG
 
 
-async def test_read_data_finds_a_long_line_and_a_stuffed_dot_across_its_1_mib_pieces() -> None:
-    filler = (b"f" * 98 + b"\r\n") * (1024 * 1024 // 100)  # just under the first piece's 1 MiB
+async def test_read_data_finds_a_long_line_and_a_stuffed_dot_across_its_pieces() -> None:
+    filler = (b"f" * 98 + b"\r\n") * (data_reader._PIECE_LIMIT // 100)  # just under the first piece
     long_line = b"x" * 1000 + b"\r\n"
     content, problem, _ = await _read([b"Subject: s\r\n\r\n", filler, long_line, filler, b".\r\n"])
     assert problem is DataProblem.LINE_TOO_LONG

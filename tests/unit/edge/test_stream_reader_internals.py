@@ -1,5 +1,5 @@
 """smtp/data_reader.read_data relies on two private attributes of asyncio.StreamReader (aiosmtpd's reader): `_buffer`
-(a bytearray it prepends the DATA command's CRLF to) and `_limit` (raised to 1 MiB while DATA is read, so
+(a bytearray it prepends the DATA command's CRLF to) and `_limit` (raised to 256 KiB while DATA is read, so
 `readuntil` works in C over large pieces instead of 1 KiB ones). Neither is a public API: these tests fail loudly
 when a Python upgrade changes either, on both event loops the edge may run (asyncio's default loop, uvloop)."""
 

@@ -454,8 +454,13 @@ class GatewaySMTP(SMTP):
         so this is where a session lets the others run: aiosmtpd takes pipelined commands from its buffer without
         ever suspending (readuntil() on buffered bytes and drain() below the high-water mark return at once), and a
         batch of thousands would hold the event loop, and every other session, until its end. The yield comes
-        before the write: after STARTTLS's 220 nothing may run until the TLS layer is in place."""
-        await asyncio.sleep(0)
+        before the write: after STARTTLS's 220 nothing may run until the TLS layer is in place.
+
+        Only while the client's next bytes are already buffered (it pipelines): a yield puts this session behind a
+        whole turn of the loop, and aiosmtpd pushes each line of a multi-line reply on its own (EHLO: 8), so an
+        unconditional yield made every EHLO wait eight turns; a session that waits for its client suspends anyway."""
+        if self._reader._buffer:  # type: ignore[attr-defined]  # see smtp/data_reader.py on `_buffer`
+            await asyncio.sleep(0)
         if isinstance(status, str) and status in _NOT_A_COMMAND and not self._commands.spend(INVALID):
             await self._over_command_limit(INVALID)
             return
