@@ -43,3 +43,24 @@ def test_secrets_are_redacted(lines: list[dict[str, object]]) -> None:
 
 def test_aiosmtpd_client_lines_are_not_logged_at_info(lines: list[dict[str, object]]) -> None:
     assert not any("AUTH data" in str(line.get("message")) for line in lines)
+
+
+def test_calls_below_the_level_do_no_work(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At WARNING an INFO call returns before the processor chain: nothing reaches the stdlib logger (which used to
+    receive the processed event only to drop it), and a WARNING call still writes its line."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    reached: list[object] = []
+    try:
+        configure_logging("test-service", "WARNING")
+        monkeypatch.setattr(logging.Logger, "info", lambda self, *args, **kwargs: reached.append(args))
+        log = structlog.get_logger("unit")
+        log.info("per message", size=1)
+        log.debug("per command")
+        log.warning("kept", size=2)
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        structlog.reset_defaults()
+    assert reached == []
+    assert [(line["message"], line["level"], line["size"]) for line in lines] == [("kept", "warning", 2)]

@@ -27,10 +27,15 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
     ]
+    root = logging.getLogger()
+    root.setLevel(level.upper())
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Calls below the level return at once. structlog.stdlib.BoundLogger ran the whole chain above (context,
+        # timestamp, redaction) for every call and left the level check to the stdlib logger at its end: at
+        # WARNING, each service's per-message INFO line cost that for nothing (docs/performance.md).
+        wrapper_class=structlog.make_filtering_bound_logger(root.level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stdout)
@@ -45,9 +50,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             ],
         )
     )
-    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
     structlog.contextvars.bind_contextvars(service=service)
     # aiosmtpd logs every client line at INFO (AUTH lines included): keep it at WARNING.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, root.level))
