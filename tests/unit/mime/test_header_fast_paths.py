@@ -1,14 +1,17 @@
-"""The usual address headers skip policy.default's parser (gateway_mime.headers.simple_addresses): for every header
-value, what parse_addresses gives (addresses and defects) must be what it gives with policy.default's parser alone."""
+"""The usual address headers and plain Subject-like text skip policy.default's parser (gateway_mime.headers): for every
+header value, what parse_addresses and decode_unstructured give (values and defects) must be what they give with
+policy.default's parser alone."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gateway_mime import headers
-from gateway_mime.headers import Defects, parse_addresses, simple_addresses
+from gateway_mime.headers import Defects, decode_unstructured, parse_addresses, simple_addresses
 
 ATEXT = "abcxyzABCXYZ0189!#$%&'*+/=?^_`{|}~-"
 atoms = st.text(alphabet=ATEXT, min_size=1, max_size=6)
@@ -75,3 +78,29 @@ def test_the_fast_path_leaves_other_shapes_to_policy_default() -> None:
     for value in ['"Alice" <a@b.c>', "a@b.c (x)", "=?utf-8?q?A?= <a@b.c>", "g: a@b.c;", "J. Smith <a@b.c>", "é@b.c"]:
         assert simple_addresses(value) is None, value
     assert simple_addresses(" Alice  Smith <a@b.c>, d@e.f ") == [("Alice  Smith", "a@b.c"), ("", "d@e.f")]
+
+
+def _unstructured(value: str) -> tuple[str, tuple[str, ...]]:
+    defects = Defects()
+    return decode_unstructured(value, defects), defects.names()
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    value=st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+        st.lists(
+            st.sampled_from(
+                ["a", " ", "\t", "=?", "?=", "=?utf-8?q?caf=C3=A9?=", "é", "\x00", "\udce9", "\r\n ", "\x7f"]
+            )
+        ).map("".join),
+    )
+)
+@example(value="small 0f3a")
+@example(value="  leading and trailing\t ")
+@example(value="=?utf-8?q?A?= b")
+def test_unstructured_text_reads_as_policy_default_reads_it(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ours = _unstructured(value)
+    with monkeypatch.context() as patch:
+        patch.setattr(headers, "_PLAIN_TEXT", re.compile("(?!)"))  # never plain: every value to policy.default
+        assert ours == _unstructured(value)
