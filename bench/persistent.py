@@ -6,7 +6,8 @@ edge + forwarder as a multiple of the bare server.
 BENCH_SECONDS (12) sets the gateway's measuring time (the bare server gets half); BENCH_ENV ("KEY=VALUE,...") is
 passed to the edge and the forwarder, e.g. EVENT_LOOP=asyncio or LOG_LEVEL=INFO; PY_SPY_DIR, when set, records a
 py-spy profile of each service there (raw collapsed stacks, 200 Hz; py-spy is not a dependency: install it
-yourself). Run it twice per side, alternating sides: the machine's load moves between runs.
+yourself), with PY_SPY_NATIVE=1 native frames too (C extensions, the interpreter's garbage collector). Run it twice
+per side, alternating sides: the machine's load moves between runs.
 """
 
 from __future__ import annotations
@@ -25,11 +26,14 @@ from bench.shapes import small
 SECONDS = float(os.environ.get("BENCH_SECONDS", "12"))
 ENV = dict(pair.split("=", 1) for pair in os.environ.get("BENCH_ENV", "").split(",") if pair)
 PY_SPY_DIR = os.environ.get("PY_SPY_DIR", "")
+PY_SPY_NATIVE = os.environ.get("PY_SPY_NATIVE", "") == "1"
 
 
 def py_spy(pid: int, out: str, seconds: float = SECONDS) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     command = [spy, "record", "-r", "200", "-f", "raw", "-d", str(int(seconds)), "-o", out, "--pid", str(pid)]
+    if PY_SPY_NATIVE:
+        command.append("--native")
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

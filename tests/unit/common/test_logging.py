@@ -43,3 +43,63 @@ def test_secrets_are_redacted(lines: list[dict[str, object]]) -> None:
 
 def test_aiosmtpd_client_lines_are_not_logged_at_info(lines: list[dict[str, object]]) -> None:
     assert not any("AUTH data" in str(line.get("message")) for line in lines)
+
+
+def test_calls_below_the_level_do_no_work(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """At WARNING an INFO call returns before the processor chain: nothing reaches the stdlib logger (which used to
+    receive the processed event only to drop it), and a WARNING call still writes its line."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    reached: list[object] = []
+    try:
+        configure_logging("test-service", "WARNING")
+        monkeypatch.setattr(logging.Logger, "info", lambda self, *args, **kwargs: reached.append(args))
+        log = structlog.get_logger("unit")
+        log.info("per message", size=1)
+        log.debug("per command")
+        log.warning("kept", size=2)
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        structlog.reset_defaults()
+    assert reached == []
+    assert [(line["message"], line["level"], line["size"]) for line in lines] == [("kept", "warning", 2)]
+
+
+def test_own_events_skip_the_stdlib_and_foreign_records_still_come_through(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The services' own events are rendered by structlog and written to the handler's stream directly (no
+    LogRecord: the stdlib route cost more than the rendering); other libraries' records go through the handler,
+    rendered by the same processors, in the order logged."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    records: list[str] = []
+    make_record = logging.Logger.makeRecord
+
+    def counting(self: logging.Logger, *args: object, **kwargs: object) -> logging.LogRecord:
+        records.append(self.name)
+        return make_record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        configure_logging("test-service", "INFO")
+        monkeypatch.setattr(logging.Logger, "makeRecord", counting)
+        log = structlog.get_logger("unit")
+        log.info("own", size=1)
+        logging.getLogger("grpc.lib").warning("foreign %s", "record")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        structlog.reset_defaults()
+    assert records == ["grpc.lib"]
+    assert [(line["message"], line["logger"], line["level"]) for line in lines] == [
+        ("own", "unit", "info"),
+        ("foreign record", "grpc.lib", "warning"),
+        ("failed", "unit", "error"),
+    ]
+    assert lines[0]["service"] == lines[1]["service"] == "test-service" and lines[0]["size"] == 1
+    assert "ValueError: boom" in str(lines[2]["exception"])

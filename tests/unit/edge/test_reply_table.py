@@ -9,6 +9,8 @@ from pathlib import Path
 
 import aiosmtpd.smtp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtp_edge.smtp import replies
 from smtp_edge.smtp.replies import TABLE, Reply, find, outgoing
@@ -101,3 +103,25 @@ def test_a_reply_outside_the_table_is_found_out() -> None:
     assert find("250 2.0.0 OK\rEHLO") is None
     assert find("554 5.6.1 Message content not supported: because") is replies.UNSUPPORTED
     assert find("552 5.3.4 Message too big (limit 10 bytes)") is replies.TOO_BIG
+
+
+def _first_row_matching(line: str) -> Reply | None:
+    """find()'s meaning, one row at a time in table order (find() matches all rows' patterns at once)."""
+    for reply in TABLE:
+        if reply not in (replies.GREETING, replies.HELLO) and reply.pattern.match(line):
+            return reply
+    for reply in replies.WITH_DETAIL:
+        if line.startswith(reply + ": ") and "\r" not in line and "\n" not in line:
+            return reply
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    reply=st.sampled_from(TABLE),
+    field=st.text(alphabet=st.sampled_from(["x", " ", "\r", "\n", "1", ":", "{", "\x00"]), max_size=4),
+    tail=st.sampled_from(["", ": detail", "\r\n", "x"]),
+)
+def test_find_is_the_first_row_in_table_order(reply: Reply, field: str, tail: str) -> None:
+    line = reply.format(**{name: field for name in re.findall(r"\{(\w+)\}", reply)}) + tail
+    assert find(line) is _first_row_matching(line)

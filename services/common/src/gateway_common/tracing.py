@@ -11,7 +11,8 @@ addresses or message content.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -54,12 +55,17 @@ def configure(service_name: str, endpoint: str | None) -> Tracing:
     return Tracing(provider)
 
 
-@contextlib.contextmanager
+# What span() gives while no tracer provider is set: OpenTelemetry's own no-op span, without the 8 us its no-op
+# tracer spends reaching it (proxy tracer, context manager, context attach/detach) on every message.
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
 def span(
     name: str, attributes: Mapping[str, AttributeValue] | None = None, *, kind: SpanKind = SpanKind.INTERNAL
-) -> Iterator[Span]:
-    with TRACER.start_as_current_span(name, kind=kind, attributes=attributes) as current:
-        yield current
+) -> AbstractContextManager[Span]:
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):  # tracing off: nothing was set
+        return _NO_SPAN
+    return TRACER.start_as_current_span(name, kind=kind, attributes=attributes)
 
 
 def inject(carrier: MutableMapping[str, str]) -> None:
