@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from smtp_edge.smtp import data_reader
 from smtp_edge.smtp.data_reader import (
+    END_OF_DATA,
     BareNewline,
     DataProblem,
     LineScan,
     find_empty_line,
+    find_end_of_data,
     finish,
     normalize_line_endings,
     read_data,
@@ -279,3 +281,25 @@ async def test_read_data_finds_a_long_line_and_a_stuffed_dot_across_its_pieces()
     stuffed = b"..x" + b"y" * 995 + b"\r\n"  # 998 octets once the dot is gone
     content, problem, _ = await _read([b"Subject: s\r\n\r\n", filler, ok_line, stuffed, filler, b".\r\n"])
     assert (content, problem) == (b"Subject: s\r\n\r\n" + filler + ok_line + stuffed[1:] + filler, None)
+
+
+@given(st.lists(st.sampled_from([b"x", b".", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"..", b"\r\n."]), max_size=25))
+def test_find_end_of_data_is_the_first_terminator_from_start(parts: list[bytes]) -> None:
+    data = bytearray(b"".join(parts))
+    for start in range(len(data) + 1):
+        found = data.find(END_OF_DATA, start)
+        assert find_end_of_data(data, start) == (found + 5 if found >= 0 else -1)
+
+
+async def test_bytes_pipelined_behind_the_end_go_back_in_front_of_what_is_buffered() -> None:
+    """A read may take the end of data and the commands behind it at once, with more still buffered behind them."""
+    reader = asyncio.StreamReader(limit=1001)
+    body = (b"x" * 98 + b"\r\n") * (data_reader._PIECE_LIMIT // 100 - 1)
+    head = b"Subject: s\r\n\r\n" + body + b".\r\nMAIL FROM:<a@b.test>\r\n"
+    rcpt = b"RCPT TO:<" + b"c" * 180 + b"@d.test>\r\n"
+    reader.feed_data(head + rcpt)  # longer than one read: the read ends inside the RCPT, the rest stays buffered
+    assert len(head) < data_reader._PIECE_LIMIT < len(head + rcpt)
+    reader.feed_eof()
+    outcome = await read_data(reader, None)
+    assert (outcome.problem, outcome.content) == (None, b"Subject: s\r\n\r\n" + body)
+    assert await reader.read() == b"MAIL FROM:<a@b.test>\r\n" + rcpt

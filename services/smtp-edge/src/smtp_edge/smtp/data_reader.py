@@ -2,9 +2,9 @@
 
 aiosmtpd reads DATA one line at a time through a 1 KiB-limited StreamReader: about 270,000 Python iterations and
 thousands of transport pauses for a 20 MB message, on the event loop every other session shares. Here the reader
-looks for the end-of-data sequence itself (`readuntil`, in C) over pieces of up to 256 KiB, and the line-ending
-normalisation, the line-length check and dot-unstuffing are single C-speed passes over the whole message. Replies
-come from the reply table (smtp/replies.py).
+looks for the end-of-data sequence itself (a memchr for its dot, then a C search) over pieces of up to 256 KiB,
+and the line-ending check, the line-length check and the search for dot-stuffed lines are C-speed passes over each
+piece as it arrives (LineScan). Replies come from the reply table (smtp/replies.py).
 
 Line endings (docs/smtp.md): DATA ends only at <CRLF>.<CRLF> as sent on the wire. Inside the message a bare LF or a
 bare CR is, by default, a line end like CRLF (Postfix's `smtpd_forbid_bare_newline = normalize`, and what Python's
@@ -127,7 +127,9 @@ class LineScan:
             self.crlf_only = False
             return
         if self.first_dot_line < 0:
-            self.first_dot_line = data.find(b"\r\n.", max(start - 2, 0), end)
+            dot = data.find(b".", start, end)  # memchr first: base64 has no dot, so most large messages stop here
+            if dot >= 0:
+                self.first_dot_line = data.find(b"\r\n.", max(dot - 2, 0), end)
         if not self.overlong:
             self.overlong, self._line_start = scan_lines(data, self._line_start, end)
         self.checked = end
@@ -167,6 +169,17 @@ def finish(
     return DataOutcome(bytes(memoryview(content)[2:]), None)
 
 
+def find_end_of_data(data: bytearray, start: int) -> int:
+    """The index just past the first <CRLF>.<CRLF> that begins at or after `start`, or -1. A dot is looked for
+    first (memchr, ~20x faster than the 5-byte search): a base64 attachment has none, so most of a large message is
+    passed over at that speed."""
+    dot = data.find(b".", start + 2)  # the terminator's dot is its third byte
+    if dot < 0:
+        return -1
+    found = data.find(END_OF_DATA, dot - 2)
+    return found + len(END_OF_DATA) if found >= 0 else -1
+
+
 async def read_data(
     reader: asyncio.StreamReader,
     size_limit: int | None,
@@ -181,52 +194,53 @@ async def read_data(
     dropped at once and the rest read and dropped, so the reply comes after the client finished sending (RFC 5321
     4.2.5) and the session stays usable. `on_progress` runs after every piece: a slow but moving upload is not an
     idle client."""
-    # Two private StreamReader attributes (asyncio's reader, on uvloop too): `_buffer` and `_limit`. The public
-    # alternative, read(n) plus our own search, cannot give back bytes pipelined after the end of data.
+    # Two private StreamReader attributes (asyncio's reader, on uvloop too): `_limit`, raised so that the reader
+    # pauses its socket at twice _PIECE_LIMIT buffered and not at twice aiosmtpd's line limit (a pause and a resume
+    # every 2 KiB), and `_buffer`, where the bytes the client pipelined after the end of data go back, in front of
+    # anything buffered behind them, for aiosmtpd's command loop (feed_data appends, and refuses after EOF).
     # tests/unit/edge/test_stream_reader_internals.py fails loudly if a Python upgrade changes either.
-    # The DATA command's own CRLF begins the first line: a message may end at once with a lone ".".
-    reader._buffer[:0] = b"\r\n"  # type: ignore[attr-defined]
     saved_limit = reader._limit  # type: ignore[attr-defined]
     reader._limit = _PIECE_LIMIT  # type: ignore[attr-defined]
-    collected = bytearray()
+    # The DATA command's own CRLF begins the first line: a message may end at once with a lone ".". Once the message
+    # is refused, `kept` holds only the last bytes, for a terminator split between two reads.
+    kept = bytearray(b"\r\n")
     scan = LineScan()
-    received = 0
+    received = len(kept)
     problem: DataProblem | None = None
     headers_end = -1 if header_limit else 0  # where the empty line was found; -1: not yet (0: not looked for)
     try:
         while True:
-            try:
-                piece = await reader.readuntil(END_OF_DATA)
-                finished = True
-            except asyncio.LimitOverrunError as overrun:
-                piece = await reader.readexactly(overrun.consumed)
-                finished = False
-            received += len(piece)
+            piece = await reader.read(_PIECE_LIMIT)
+            if not piece:
+                raise ConnectionResetError("connection closed during DATA")
+            before = len(kept)
+            kept += piece
+            end = find_end_of_data(kept, max(before - len(END_OF_DATA) + 1, 0))
+            if end >= 0 and end < len(kept):
+                reader._buffer[:0] = kept[end:]  # type: ignore[attr-defined]  # pipelined after the end of data
+                del kept[end:]
+            received += len(kept) - before
             on_progress()
             if problem is None:
                 if size_limit and received - len(END_OF_DATA) > size_limit:
                     problem = DataProblem.TOO_MUCH_DATA
-                elif not admit(len(piece)):
+                elif not admit(len(kept) - before):
                     problem = DataProblem.NO_BUDGET
                 else:
-                    scanned = max(len(collected) - 1, 0)
-                    collected += piece
-                    scan.feed(collected)
+                    scan.feed(kept)
                     if headers_end < 0 and header_limit:
-                        headers_end = find_empty_line(collected, scanned)
+                        headers_end = find_empty_line(kept, max(before - 1, 0))
                         # The header block over its limit (or no empty line yet and past it already): refused now,
                         # not after the whole message was parsed.
-                        header_bytes = headers_end if headers_end >= 0 else len(collected) - len(END_OF_DATA)
+                        header_bytes = headers_end if headers_end >= 0 else len(kept) - len(END_OF_DATA)
                         if header_bytes > header_limit:
                             problem = DataProblem.HEADERS_TOO_LARGE
-                if problem is not None:
-                    collected = bytearray()  # drop what was read: memory is not for messages we refuse
-            if finished:
+            if end >= 0:
                 break
-    except asyncio.IncompleteReadError as eof:
-        raise ConnectionResetError("connection closed during DATA") from eof
+            if problem is not None:
+                del kept[: -len(END_OF_DATA)]  # memory is not for messages we refuse
     finally:
         reader._limit = saved_limit  # type: ignore[attr-defined]
     if problem is not None:
         return DataOutcome(b"", problem)
-    return finish(collected, bare_newline, scan)
+    return finish(kept, bare_newline, scan)
