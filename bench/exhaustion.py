@@ -9,12 +9,14 @@ the peak RSS of the edge and the forwarder against their baseline peak, what the
 connections ended) and a verdict:
 
 - probe served: no probe error during the attack, at least one probe message, and p99 during <= P99_BUDGET x p99
-  of the baseline;
-- memory bounded by the edge's own limits: each service's peak RSS growth over its baseline peak at most this
-  attack's share of the pod's memory, that is (POD_MEMORY_MIB - baseline) x attacking connections / MAX_CONNECTIONS,
-  plus RSS_SLACK_MIB of allocator noise (`rss_bound`). Put the other way: what one attacking connection costs, times
-  the edge's connection cap, must fit the memory limit the Helm charts give the pod; an attack that passes cannot
-  take the pod down by being scaled up to the cap;
+  of the baseline or P99_FLOOR_SECONDS, whichever is more (`p99_allowed`);
+- memory bounded by the edge's own limits: each service's peak RSS (its process tree) growth over its baseline peak
+  at most this attack's share of the pod's memory, that is (POD_MEMORY_MIB - baseline) x attacking connections /
+  MAX_CONNECTIONS, plus RSS_SLACK_MIB of allocator noise (`rss_bound`). Put the other way: what one attacking
+  connection costs, times the edge's connection cap, must fit the memory limit the Helm charts give the pod; an
+  attack that passes cannot take the pod down by being scaled up to the cap. The message shapes are `budgeted`
+  (DATA_BYTES_IN_FLIGHT_LIMIT caps their bytes in flight whatever the number of connections): their peak must fit
+  the pod beside the rest of the connection cap held idle;
 - the attack at full strength: every attacking connection reached its attack state.
 
 The shapes (full counts): 1,000 idle TLS connections; 200 slow-drip DATA uploads (a header line a second); 20
@@ -51,7 +53,13 @@ from devstack.certs import ensure_dev_certificate
 from devstack.stack import Stack, StackPorts
 from smtp_edge.config import EdgeSettings
 
-P99_BUDGET = 5.0  # the probe's p99 during an attack, at most this many times its p99 alone
+P99_BUDGET = 5.0  # the probe's p99 during an attack, at most this many times its p99 alone ...
+# ... or this, whichever is more. A ratio alone punished a faster gateway: when the edge stopped yielding on every
+# reply line (2026-12-02) the probe's baseline p99 fell from 75 to 16 ms and the same RCPT flood's p99 from 310 to
+# 145 ms, and the ratio rose from 4.1x to 9.1x. A quarter second at p99 for a whole new-connection submission (TLS
+# handshake and 11 round trips) is not noticed by a person, nor near any SMTP client timeout (RFC 5321 4.5.3.2:
+# minutes); starvation shows as seconds (1-15 s in the first runs).
+P99_FLOOR_SECONDS = 0.25
 MIN_PROBES = 1  # a probe that completed nothing during the attack was starved, whatever its errors say
 PROBE_TIMEOUT = 60.0  # one probe message (connect to 250 to QUIT); longer is an error
 PROBE_SOURCE = "198.19.255.1"  # the probe's own client address (PROXY header), apart from the attackers'
@@ -135,6 +143,11 @@ class Figures:
     seconds: float = 0.0  # the attack's length, ramp included
 
 
+def p99_allowed(figures: Figures, p99_budget: float = P99_BUDGET) -> float:
+    """The probe's p99 allowed during the attack (seconds)."""
+    return max(p99_budget * percentile(figures.baseline, 0.99), P99_FLOOR_SECONDS)
+
+
 def p99_ratio(figures: Figures) -> float:
     base = percentile(figures.baseline, 0.99)
     return percentile(figures.during, 0.99) / base if base > 0 else math.nan
@@ -181,9 +194,13 @@ def verdict(figures: Figures, p99_budget: float = P99_BUDGET) -> list[str]:
         problems.append(f"{figures.shape}: probe errors during the attack: {dict(figures.during_errors)}")
     if len(figures.during) < MIN_PROBES:
         problems.append(f"{figures.shape}: probe starved, no message completed during the attack")
-    ratio = p99_ratio(figures)
-    if figures.during and figures.baseline and not ratio <= p99_budget:
-        problems.append(f"{figures.shape}: probe p99 {ratio:.1f}x its baseline (budget {p99_budget:g}x)")
+    if figures.during and figures.baseline:
+        p99, allowed = percentile(figures.during, 0.99), p99_allowed(figures, p99_budget)
+        if not p99 <= allowed:
+            problems.append(
+                f"{figures.shape}: probe p99 {p99 * 1000:.0f} ms, {p99_ratio(figures):.1f}x its baseline (budget "
+                f"{allowed * 1000:.0f} ms: {p99_budget:g}x, at least {P99_FLOOR_SECONDS * 1000:.0f} ms)"
+            )
     for service in figures.rss_peak:
         growth, bound = rss_growth(figures, service), rss_bound(figures, service)
         if growth > bound:
@@ -473,7 +490,8 @@ def main() -> int:
     edge_env = dict(pair.strip().split("=", 1) for pair in pairs)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; fd limit {soft}", flush=True)
-    print(f"hold {hold:g} s after ramp-up, baseline {baseline:g} s, p99 budget {P99_BUDGET:g}x", flush=True)
+    budget = f"p99 budget {P99_BUDGET:g}x its baseline, at least {P99_FLOOR_SECONDS * 1000:.0f} ms"
+    print(f"hold {hold:g} s after ramp-up, baseline {baseline:g} s, {budget}", flush=True)
     if edge_env:
         print(f"edge settings for this run: {edge_env}", flush=True)
     results = asyncio.run(run(selected, hold=hold, baseline=baseline, edge_env=edge_env))

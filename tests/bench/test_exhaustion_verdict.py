@@ -56,9 +56,18 @@ def test_a_starved_probe_fails_even_without_errors() -> None:
 
 
 def test_p99_over_the_budget_fails_and_under_it_passes() -> None:
-    slow = [0.030] * 49 + [0.101]  # p99 0.101 s against a baseline p99 of 0.020 s: 5.05x
-    assert any("p99 5.0x" in p for p in verdict(figures(during=slow)))
-    assert verdict(figures(during=[0.030] * 49 + [0.099])) == []
+    base = [0.060] * 50  # a baseline p99 of 60 ms: 5x is 300 ms, over the floor
+    slow = [0.030] * 49 + [0.301]
+    assert verdict(figures(baseline=base, during=slow)) == [
+        "idle: probe p99 301 ms, 5.0x its baseline (budget 300 ms: 5x, at least 250 ms)"
+    ]
+    assert verdict(figures(baseline=base, during=[0.030] * 49 + [0.299])) == []
+
+
+def test_a_fast_baseline_is_held_to_the_floor_not_to_its_ratio() -> None:
+    """20 ms alone: 5x would be 100 ms, but the floor allows 250 ms; past it, the verdict fails whatever the ratio."""
+    assert verdict(figures(during=[0.030] * 49 + [0.249])) == []
+    assert any("probe p99 251 ms, 12.5x" in p for p in verdict(figures(during=[0.030] * 49 + [0.251])))
 
 
 def test_rss_growth_over_the_attacks_share_of_the_pod_fails_per_service() -> None:
