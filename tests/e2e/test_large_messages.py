@@ -140,3 +140,31 @@ def test_a_killed_parse_worker_gives_451_and_the_resend_is_delivered(
     [attachment] = record["payload"]["attachments"]
     assert base64.b64decode(attachment["content"]) == blobs[0]
     assert _parse_pids(stack)[-1] != worker  # parsed by the rebuilt pool's new worker
+
+
+def _nested(depth: int) -> bytes:
+    """A multipart/mixed `depth` levels deep around one text part: small, but costly to parse (one boundary each)."""
+    head = b"From: ann@example.com\r\nTo: bob@example.net\r\nSubject: nested\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(b'Content-Type: multipart/mixed; Boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in range(depth))
+    closing = b"".join(b"\r\n--b%d--\r\n" % n for n in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\ndeep inside\r\n" + closing
+
+
+def test_a_small_but_deeply_nested_message_is_parsed_in_the_worker_and_an_ordinary_one_on_the_loop(
+    stack: Stack, sandbox: SandboxView, client_tls: ssl.SSLContext
+) -> None:
+    deep, ordinary = _nested(40), _nested(2)
+    assert len(deep) < 8192  # under PARSE_IN_PROCESS_BYTES: the size alone would keep it on the loop
+    before_logs = len(log_text(stack).splitlines())
+    before = len(_parse_pids(stack))
+    with smtplib.SMTP("127.0.0.1", stack.ports.smtp_starttls, timeout=60) as client:
+        client.starttls(context=client_tls)
+        client.login("demo@example.com", "demo-password")
+        client.sendmail("ann@example.com", ["bob@example.net"], deep)
+        client.sendmail("ann@example.com", ["bob@example.net"], ordinary)
+    records = sandbox.emails()
+    assert [r["payload"]["subject"] for r in records] == ["nested"] * 2
+    assert all("deep inside" in json.dumps(r["payload"]) for r in records)
+    assert len(_parse_pids(stack)[before:]) == 1  # the deep one only (its "Boundary=" counted case-insensitively)
+    forwarded = [line for line in log_text(stack).splitlines()[before_logs:] if '"message forwarded"' in line]
+    assert len(forwarded) == 2 and "parse_pid" in forwarded[0] and "parse_pid" not in forwarded[1]
