@@ -215,9 +215,7 @@ class GatewayHandler:
         # A message without Message-ID gets one derived from its identity, the same on every resend.
         limit = self._limits.max_attachment_bytes
         domain = self._limits.message_id_domain
-        if self._parse_pool is not None and (
-            len(raw) > self._limits.parse_in_process_bytes or many_multiparts(raw)
-        ):
+        if self._parse_pool is not None and (len(raw) > self._limits.parse_in_process_bytes or many_multiparts(raw)):
             # Parsed in a worker process: its CPU does not hold this process's GIL (docs/security.md, item 3).
             return await self._parse_pool.parse(raw, mail_from, max_attachment_bytes=limit, message_id_domain=domain)
         if len(raw) > self._limits.parse_in_thread_bytes:
