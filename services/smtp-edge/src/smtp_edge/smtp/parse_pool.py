@@ -7,11 +7,17 @@ sockets and threads) parses them instead; only the bytes in and the parsed messa
 
 A worker that dies (killed, out of memory) breaks the pool: the messages it held are answered with a temporary
 failure (the client keeps them and retries, nothing is lost) and the pool is rebuilt for the next ones.
+
+What crosses the pipe is a pickled copy of the message, made in this process: the pool makes it only when a worker is
+free to take it, and lets go of the last one (see ParsePool.parse), so that it costs a message's size once, briefly,
+not per message waiting (docs/performance.md, "Edge memory per large message").
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -63,6 +69,9 @@ class ParsePool:
         self._context.set_forkserver_preload(PRELOAD)
         self._executor = self._new_executor()
         self.restarts = 0
+        self._free_workers = asyncio.Semaphore(processes)
+        self._parsing = 0  # parses asked for and not finished, waiting for a worker included
+        self._last_call: concurrent.futures.Future[int] | None = None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -85,15 +94,38 @@ class ParsePool:
     ) -> tuple[ParsedMessage, str, int]:
         """(parsed, identity, the worker's pid); MessageRejected as read_submission raises it; ParseWorkerLost when
         the worker died (the pool is rebuilt)."""
-        executor = self._executor
         loop = asyncio.get_running_loop()
+        self._parsing += 1
         try:
-            return await loop.run_in_executor(
-                executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
-            )
-        except BrokenProcessPool as broken:
-            self._rebuild(executor)
-            raise ParseWorkerLost("the parse worker died") from broken
+            # Handed to the pool only when a worker is free: ProcessPoolExecutor queues a call more than it has
+            # workers, and a queued call is a pickled copy of its message, held here while the parse ahead of it
+            # runs (a second or more for 20 MB).
+            async with self._free_workers:
+                executor = self._executor
+                try:
+                    return await loop.run_in_executor(
+                        executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
+                    )
+                except BrokenProcessPool as broken:
+                    self._rebuild(executor)
+                    raise ParseWorkerLost("the parse worker died") from broken
+        finally:
+            self._parsing -= 1
+            if not self._parsing:
+                self._let_go_of_the_last_message()
+
+    def _let_go_of_the_last_message(self) -> None:
+        """multiprocessing's queue feeder thread keeps the last call it sent, the pickled copy of the last message,
+        until it sends another (CPython's multiprocessing/queues.py, `_feed`): 20 MB more for as long as the edge
+        stays idle after a 20 MB message. A call that carries nothing takes its place."""
+        with contextlib.suppress(RuntimeError):  # shut down or broken (BrokenProcessPool): its feeder goes with it
+            self._last_call = self._executor.submit(os.getpid)
+
+    async def settled(self) -> None:
+        """Waits until the last call made to let go of a message was sent (and answered)."""
+        if self._last_call is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(self._last_call)
 
     def _rebuild(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is not broken:  # another message held by the same worker already rebuilt it
