@@ -15,7 +15,7 @@ import pytest
 from gateway_mime import AttachmentTooLarge, MessageRejected
 from gateway_mime.submission import read_submission
 from smtp_edge.config import EdgeSettings
-from smtp_edge.smtp.parse_pool import ParsePool, parse_in_worker
+from smtp_edge.smtp.parse_pool import LET_GO_BYTES, ParsePool, parse_in_worker
 
 
 def test_the_parse_pool_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,27 +101,28 @@ async def _turns() -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_message_is_handed_over_only_when_a_worker_is_free_and_the_last_one_let_go_of() -> None:
-    """A queued call is a pickled copy of its message held in the edge; the feeder thread keeps the last one sent
-    until another call replaces it (docs/performance.md, "Edge memory per large message")."""
+async def test_a_message_is_handed_over_only_when_a_worker_is_free_and_let_go_of_once_it_crossed() -> None:
+    """A queued call is a pickled copy of its message held in the edge, and the queue's feeder thread keeps the last
+    one sent until another call replaces it (docs/performance.md, "Edge memory per large message")."""
     pool = ParsePool(2)
     await pool.close()  # never started: its workers are not needed here
     held = _HeldExecutor()
     pool._executor = held  # type: ignore[assignment]
+    sizes = [LET_GO_BYTES, 10, LET_GO_BYTES + 1, LET_GO_BYTES - 1, LET_GO_BYTES]
     parses = [
-        asyncio.ensure_future(pool.parse(b"m%d" % i, "", max_attachment_bytes=None, message_id_domain="edge.test"))
-        for i in range(5)
+        asyncio.ensure_future(pool.parse(b"x" * n, "", max_attachment_bytes=None, message_id_domain="edge.test"))
+        for n in sizes
     ]
-    for answered in range(5):
+    for answered in range(len(sizes)):
         await _turns()
-        assert held.unanswered(parse_in_worker) == min(2, 5 - answered)  # never more than the workers
-        assert held.unanswered(os.getpid) == 0  # more messages to come: nothing to let go of yet
+        assert held.unanswered(parse_in_worker) == min(2, len(sizes) - answered)  # never more than the workers
         first = next(future for fn, future in held.calls if fn is parse_in_worker and not future.done())
         first.set_result(("parsed", "identity", 1))
     await _turns()
-    assert [await p for p in parses] == [("parsed", "identity", 1)] * 5
-    assert [fn for fn, _ in held.calls].count(parse_in_worker) == 5
-    assert held.calls[-1][0] is os.getpid  # once idle: a call that carries nothing replaces the last message
+    assert [await p for p in parses] == [("parsed", "identity", 1)] * len(sizes)
+    # A large message's call is followed at once by one that carries nothing; a small one's is not.
+    kinds = ["parse" if fn is parse_in_worker else "nothing" for fn, _ in held.calls]
+    assert kinds == ["parse", "nothing", "parse", "parse", "nothing", "parse", "parse", "nothing"]
 
 
 async def test_the_edge_keeps_no_copy_of_a_parsed_message() -> None:
