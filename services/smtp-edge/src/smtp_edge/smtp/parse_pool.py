@@ -124,8 +124,7 @@ class ParsePool:
     async def settled(self) -> None:
         """Waits until the last call made to let go of a message was answered."""
         if self._last_call is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(self._last_call)
+            await asyncio.wait([asyncio.wrap_future(self._last_call)])  # answered, failed or cancelled: no raise
 
     def _rebuild(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is not broken:  # another message held by the same worker already rebuilt it
