@@ -136,7 +136,7 @@ class LineScan:
 def finish(
     collected: bytearray, bare_newline: BareNewline = BareNewline.NORMALIZE, scan: LineScan | None = None
 ) -> DataOutcome:
-    """Pure but for `collected`, which it empties: `collected` is CRLF + the dot-stuffed lines + ".CRLF" (as read);
+    """Pure but for `collected`, emptied once a copy replaces it: CRLF + the dot-stuffed lines + ".CRLF" (as read);
     returns the message as sent. `scan`, when it saw all of `collected`, spares the passes over it (LineScan)."""
     if scan is not None and scan.crlf_only and scan.checked == len(collected):
         del collected[-3:]

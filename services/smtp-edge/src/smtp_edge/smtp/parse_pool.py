@@ -107,13 +107,13 @@ class ParsePool:
                     executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
                 )
                 if len(raw) >= LET_GO_BYTES:
-                    self._let_go_of_the_last_message(executor)
+                    self._let_go_of_the_pickled_copy(executor)
                 return await parsing
             except BrokenProcessPool as broken:
                 self._rebuild(executor)
                 raise ParseWorkerLost("the parse worker died") from broken
 
-    def _let_go_of_the_last_message(self, executor: ProcessPoolExecutor) -> None:
+    def _let_go_of_the_pickled_copy(self, executor: ProcessPoolExecutor) -> None:
         """multiprocessing's queue feeder thread keeps the last call it sent, a pickled copy of its message, until it
         sends another (CPython's multiprocessing/queues.py, `_feed`): for the whole parse, and after it for as long
         as the edge stays idle. A call that carries nothing, queued right behind, takes its place once the message
