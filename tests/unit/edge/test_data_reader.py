@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -14,6 +15,7 @@ from smtp_edge.smtp import data_reader
 from smtp_edge.smtp.data_reader import (
     END_OF_DATA,
     BareNewline,
+    DataOutcome,
     DataProblem,
     LineScan,
     find_empty_line,
@@ -303,3 +305,37 @@ async def test_bytes_pipelined_behind_the_end_go_back_in_front_of_what_is_buffer
     outcome = await read_data(reader, None)
     assert (outcome.problem, outcome.content) == (None, b"Subject: s\r\n\r\n" + body)
     assert await reader.read() == b"MAIL FROM:<a@b.test>\r\n" + rcpt
+
+
+_MESSAGE_LINES = (b"x" * 76 + b"\r\n") * 40_000  # ~3 MiB: big enough that the copies dominate what is traced
+
+
+@pytest.mark.parametrize(
+    ("lines", "scanned", "copies"),
+    [
+        (_MESSAGE_LINES, True, 1),  # the common case: CRLF only, nothing to unstuff
+        (b"..stuffed\r\n" + _MESSAGE_LINES, True, 1),  # a line to unstuff
+        (b"..stuffed\r\n" + _MESSAGE_LINES, False, 1),  # the same, without a scan
+        # Normalised, then unstuffed: normalize_line_endings makes two copies while it works (a rare path).
+        (b"bare LF\n..stuffed\r\n" + _MESSAGE_LINES, False, 2),
+    ],
+)
+def test_finish_holds_one_copy_of_the_message_more_at_most(lines: bytes, scanned: bool, copies: int) -> None:
+    """What the edge holds per message in flight (docs/performance.md): finish() empties what it was given (the
+    caller's reference would keep it alive) as soon as a copy replaces it."""
+    tracemalloc.start()
+    try:
+        collected = bytearray(b"\r\n" + lines + b".\r\n")
+        scan = LineScan()
+        if scanned:
+            scan.feed(collected)
+        size = len(collected)
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        outcome = finish(collected, BareNewline.NORMALIZE, scan)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < (copies + 0.1) * size  # above `collected` itself
+    assert outcome == DataOutcome(lines.replace(b"LF\n", b"LF\r\n").replace(b"\n..", b"\n.").removeprefix(b"."), None)
+    assert collected == bytearray()

@@ -3,6 +3,7 @@ streams every other one (SubmitMessage); both answers become the same SMTP repli
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import grpc
@@ -84,3 +85,21 @@ async def test_errors_of_the_one_call_are_the_streams_errors(forwarder: tuple[Re
     assert [method for method, _, _ in recorder.calls] == ["SubmitSmallMessage", "SubmitMessage"]
     assert small == streamed and not small.accepted and small.outcome == "resource_exhausted"
     assert small.reply.startswith("4")
+
+
+async def test_a_streamed_frame_is_let_go_of_once_sent(forwarder: tuple[Recorder, ForwarderClient]) -> None:
+    """While the forwarder takes its time to answer (the API's), the edge holds no frame it already sent."""
+    recorder, client = forwarder
+    chunk = pb.SubmitMessageRequest(chunk=pb.ContentChunk(target=pb.CONTENT_TARGET_TEXT_BODY, data=b"x" * 1000))
+    alone = sys.getrefcount(chunk)
+    held_while_answering: list[int] = []
+    answer = recorder._answer
+
+    async def answer_later(method: str, frames: int, context: grpc.aio.ServicerContext[object, object]) -> None:
+        held_while_answering.append(sys.getrefcount(chunk) - alone)
+        await answer(method, frames, context)
+
+    recorder._answer = answer_later  # type: ignore[method-assign]
+    frames = iter([pb.SubmitMessageRequest(start=START), chunk])
+    assert (await client.submit(frames, correlation_id="c-1")).accepted
+    assert held_while_answering == [0]

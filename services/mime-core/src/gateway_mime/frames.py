@@ -57,7 +57,9 @@ class HeadersTooLarge(Exception):
 def submission_frames(
     message: ParsedMessage, envelope: SmtpEnvelope, credentials: SmtpCredentials, *, message_identity: str = ""
 ) -> Iterator[pb.SubmitMessageRequest]:
-    """The frames to send; the first is built (and its size checked) at once, the content ones on demand."""
+    """The frames to send; the first is built (and its size checked) at once, the content ones on demand. These do
+    not hold `message`: each streamed body or attachment is let go of once its last chunk is made, so while a large
+    message is sent a caller that let go of `message` holds only what is still to be sent."""
     text = message.text_body.encode("utf-8", "surrogatepass")
     html = message.html_body.encode("utf-8", "surrogatepass")
     text_inline = len(text) <= INLINE_BODY_BYTES
@@ -94,13 +96,18 @@ def submission_frames(
     )
     if start.ByteSize() > MAX_START_FRAME_BYTES:
         raise HeadersTooLarge(MAX_START_FRAME_BYTES)
-    return itertools.chain(
-        (start,), _content_frames(message, text if not text_inline else b"", html if not html_inline else b"")
-    )
+    contents = [
+        (pb.CONTENT_TARGET_TEXT_BODY, 0, text if not text_inline else b""),
+        (pb.CONTENT_TARGET_HTML_BODY, 0, html if not html_inline else b""),
+        *((pb.CONTENT_TARGET_ATTACHMENT, index, part.data) for index, part in enumerate(message.attachments)),
+    ]
+    return itertools.chain((start,), _content_frames(contents))
 
 
-def _content_frames(message: ParsedMessage, text: bytes, html: bytes) -> Iterator[pb.SubmitMessageRequest]:
-    yield from _chunks(pb.CONTENT_TARGET_TEXT_BODY, text)
-    yield from _chunks(pb.CONTENT_TARGET_HTML_BODY, html)
-    for index, part in enumerate(message.attachments):
-        yield from _chunks(pb.CONTENT_TARGET_ATTACHMENT, part.data, index)
+def _content_frames(contents: list[tuple[pb.ContentTarget.ValueType, int, bytes]]) -> Iterator[pb.SubmitMessageRequest]:
+    """The chunks of each content in order, taken out of `contents` (and let go of) one after another."""
+    contents.reverse()
+    while contents:
+        target, index, data = contents.pop()
+        yield from _chunks(target, data, index)
+        del data

@@ -13,9 +13,9 @@ import quopri
 import re
 from dataclasses import dataclass
 from email import policy
+from email.feedparser import FeedParser
 from email.generator import BytesGenerator
 from email.message import Message
-from email.parser import BytesParser
 
 from gateway_mime.email_policy import POLICY
 from gateway_mime.headers import Defects, read_headers
@@ -116,20 +116,37 @@ def derived_message_id(identity: str, domain: str) -> str:
 
 def _parse_bytes(raw: bytes, defects: Defects) -> Message:
     """The stdlib parse, on a structure-bounded copy when the message is too deep or has too many parts for it."""
-    parser = BytesParser(policy=POLICY)  # policy.default's parse, reused (email_policy.py)
     if needs_bounding(raw, MAX_PARTS):
         raw, applied = bound_structure(raw, max_depth=MAX_DEPTH, max_parts=MAX_PARTS)
         defects.add_all(applied)
     try:
-        return parser.parsebytes(raw)
+        return parse_in_pieces(raw)
     except RecursionError:
         pass
     bounded, applied = bound_structure(raw, max_depth=MAX_DEPTH, max_parts=MAX_PARTS)
     defects.add_all(applied)
     try:
-        return parser.parsebytes(bounded)
+        return parse_in_pieces(bounded)
     except RecursionError:
         raise MessageRejected("message structure is nested too deeply to be parsed") from None
+
+
+# What email.parser.Parser.parse reads from its file at a time and feeds to its FeedParser.
+_PIECE_CHARS = 8192
+
+
+def parse_in_pieces(raw: bytes) -> Message:
+    """`BytesParser(policy=POLICY).parsebytes(raw)` (policy.default's parse, reused: email_policy.py), without its
+    two whole copies of the message: it decodes all of `raw` into one str, then reads that str through a StringIO,
+    which holds 4 bytes per character; for a 20 MB message 100 MB more, most of what a parse worker held at its peak
+    (docs/performance.md, "Edge memory per large message"). Fed here as Parser.parse feeds its FeedParser, 8192
+    characters at a time; ASCII with surrogateescape decodes each byte to one character, so the pieces, and the
+    parse, are the same."""
+    parser = FeedParser(policy=POLICY)
+    view = memoryview(raw)
+    for start in range(0, len(view), _PIECE_CHARS):
+        parser.feed(str(view[start : start + _PIECE_CHARS], "ascii", "surrogateescape"))
+    return parser.close()
 
 
 def _payload(part: Message) -> list[Message] | str | None:
@@ -395,6 +412,9 @@ class _Walk:
                 return
         else:
             data = self._payload_bytes(part)
+            # Nothing reads a leaf's body again once it is an attachment, and the tree lives until the walk ends: its
+            # text (a 10 MB attachment's base64: 13.5 MB) would sit beside the next attachment's decoding.
+            part.set_payload("")
         content_id = clean_header_text(_raw_header(part, "content-id")).strip("<> ")
         if disposition not in ("attachment", "inline"):
             disposition = "inline" if not disposition and content_id else "attachment"

@@ -50,6 +50,7 @@ _NEWLINES = re.compile("[\r\n]+")
 _FOLD = re.compile("\r?\n(?=[ \t])|\r(?=[ \t])")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([qQbB])\?([^?\s]*)\?=")
 _BASE64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+_ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"  # what bytes.split() splits on
 _BASE64_SEGMENT = re.compile(rb"[A-Za-z0-9+/]+")
 
 
@@ -185,14 +186,16 @@ def lenient_b64decode(data: bytes) -> tuple[bytes, str | None]:
 
     Returns the bytes and the name of the defect found, if any.
     """
+    # Without its whitespace: `b"".join(data.split())` made a bytes object per line on the way (a 10 MB attachment:
+    # ~135,000 of them, 1.5x its size), this one copy.
+    compact = data.translate(None, _ASCII_WHITESPACE)
     try:
-        return base64.b64decode(b"".join(data.split()), validate=True), None
+        return base64.b64decode(compact, validate=True), None
     except (binascii.Error, ValueError):
         pass
     cleaned = _BASE64_JUNK.sub(b"", data)
-    defect = (
-        "InvalidBase64CharactersDefect" if len(cleaned) != len(b"".join(data.split())) else "InvalidBase64PaddingDefect"
-    )
+    defect = "InvalidBase64CharactersDefect" if len(cleaned) != len(compact) else "InvalidBase64PaddingDefect"
+    del compact
     decoded = bytearray()
     for segment in _BASE64_SEGMENT.findall(cleaned):
         usable = len(segment) - len(segment) % 4

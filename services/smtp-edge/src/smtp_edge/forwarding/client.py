@@ -177,6 +177,7 @@ class ForwarderClient:
                 response = pb.SubmitMessageResponse.FromString(small.SerializeToString())  # same field numbers
             else:
                 streamed = itertools.chain((f for f in (first, second) if f is not None), frames)
+                del first, second  # the chain lets go of them once sent: a content chunk is up to 1 MiB
                 response = await stub.SubmitMessage(streamed, timeout=self._submit_timeout, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             reply = replies.reply_for_submit_error(exc.code(), exc.details() or "")

@@ -138,16 +138,14 @@ class LineScan:
 def finish(
     collected: bytearray, bare_newline: BareNewline = BareNewline.NORMALIZE, scan: LineScan | None = None
 ) -> DataOutcome:
-    """Pure: `collected` is CRLF + the dot-stuffed lines + ".CRLF" (as read); returns the message as sent. `scan`,
-    when it saw all of `collected`, spares the passes over it (LineScan)."""
+    """Pure but for `collected`, emptied once a copy replaces it: CRLF + the dot-stuffed lines + ".CRLF" (as read);
+    returns the message as sent. `scan`, when it saw all of `collected`, spares the passes over it (LineScan)."""
     if scan is not None and scan.crlf_only and scan.checked == len(collected):
         del collected[-3:]
         if scan.overlong:
             return DataOutcome(b"", DataProblem.LINE_TOO_LONG)
         # The terminator's own CRLF-dot begins at len - 2: a dot line before it is one to unstuff.
-        stuffed = 0 <= scan.first_dot_line < len(collected) - 2
-        content = collected.replace(b"\r\n.", b"\r\n") if stuffed else collected
-        return DataOutcome(bytes(memoryview(content)[2:]), None)
+        return DataOutcome(_content(collected, unstuff=0 <= scan.first_dot_line < len(collected) - 2), None)
     del collected[-3:]  # the final ".\r\n"; `collected` now ends with the CRLF that ended the last line
     if bare_newline is BareNewline.REJECT:
         if normalize_line_endings(collected) is not None:
@@ -159,14 +157,26 @@ def finish(
             del collected[-2:]
         normalized = normalize_line_endings(collected)
         if normalized is not None:
+            collected.clear()  # the caller's reference would keep the unnormalized copy alive until it returns
             collected = normalized
     if scan_lines(collected, 0, len(collected))[0]:
         return DataOutcome(b"", DataProblem.LINE_TOO_LONG)
     # RFC 5321 4.5.2: a leading period on any line is removed (the leading CRLF makes line one a line too). After
     # normalisation that includes lines that ended in a bare LF or CR: a lone "." there becomes an empty line.
-    # Most messages have no such line: then no copy is made here (one copy less of the message in memory).
-    content = collected.replace(b"\r\n.", b"\r\n") if b"\r\n." in collected else collected
-    return DataOutcome(bytes(memoryview(content)[2:]), None)
+    return DataOutcome(_content(collected, unstuff=b"\r\n." in collected), None)
+
+
+def _content(collected: bytearray, *, unstuff: bool) -> bytes:
+    """The message (`collected` without its leading CRLF, dot-unstuffed when `unstuff`); empties `collected`. Never
+    more than two copies of the message at once: the one being made and the one it is made from (the edge's memory
+    per message in flight, docs/performance.md). Most messages have no line to unstuff: then one copy is made."""
+    if unstuff:
+        unstuffed = collected.replace(b"\r\n.", b"\r\n")
+        collected.clear()
+        collected = unstuffed
+    content = bytes(memoryview(collected)[2:])
+    collected.clear()
+    return content
 
 
 def find_end_of_data(data: bytearray, start: int) -> int:

@@ -181,6 +181,7 @@ class GatewayHandler:
             frames = submission_frames(parsed, smtp_envelope, session.credentials, message_identity=identity)
         except HeadersTooLarge as too_large:
             return replies.HEADERS_TOO_LARGE.format(limit=too_large.limit)
+        del parsed  # the frames hold what is still to be sent, and let go of each part once it is
         started = time.perf_counter()
         # Shielded: a client that hangs up must not cancel a submission the API may already have accepted.
         forwarding = asyncio.ensure_future(self._forwarder.submit(frames, correlation_id=session.correlation_id))

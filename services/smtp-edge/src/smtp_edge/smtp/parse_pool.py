@@ -7,11 +7,17 @@ sockets and threads) parses them instead; only the bytes in and the parsed messa
 
 A worker that dies (killed, out of memory) breaks the pool: the messages it held are answered with a temporary
 failure (the client keeps them and retries, nothing is lost) and the pool is rebuilt for the next ones.
+
+What crosses the pipe is a pickled copy of the message, made in this process: the pool makes it only when a worker is
+free to take it, and lets go of it once it crossed (ParsePool.parse), so that it costs a message's size briefly, not
+per message waiting nor for the whole parse (docs/performance.md, "Edge memory per large message").
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -26,6 +32,9 @@ from gateway_mime.submission import read_submission
 log = structlog.get_logger(__name__)
 
 PRELOAD = ["gateway_mime.submission"]  # imported once by the fork server, not by every new worker
+# From this size on, the pickled copy of a message handed to a worker is let go of at once (ParsePool.parse): below
+# it, what would stay is too small to be worth the extra round trip to the worker.
+LET_GO_BYTES = 1024 * 1024
 
 
 class ParseWorkerLost(Exception):
@@ -63,6 +72,8 @@ class ParsePool:
         self._context.set_forkserver_preload(PRELOAD)
         self._executor = self._new_executor()
         self.restarts = 0
+        self._free_workers = asyncio.Semaphore(processes)
+        self._last_call: concurrent.futures.Future[int] | None = None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -85,15 +96,35 @@ class ParsePool:
     ) -> tuple[ParsedMessage, str, int]:
         """(parsed, identity, the worker's pid); MessageRejected as read_submission raises it; ParseWorkerLost when
         the worker died (the pool is rebuilt)."""
-        executor = self._executor
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(
-                executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
-            )
-        except BrokenProcessPool as broken:
-            self._rebuild(executor)
-            raise ParseWorkerLost("the parse worker died") from broken
+        # Handed to the pool only when a worker is free: ProcessPoolExecutor queues a call more than it has workers,
+        # and a queued call is a pickled copy of its message, held here while the parse ahead of it runs (a second
+        # or more for 20 MB).
+        async with self._free_workers:
+            executor = self._executor
+            try:
+                parsing = loop.run_in_executor(
+                    executor, parse_in_worker, raw, mail_from, max_attachment_bytes, message_id_domain
+                )
+                if len(raw) >= LET_GO_BYTES:
+                    self._let_go_of_the_pickled_copy(executor)
+                return await parsing
+            except BrokenProcessPool as broken:
+                self._rebuild(executor)
+                raise ParseWorkerLost("the parse worker died") from broken
+
+    def _let_go_of_the_pickled_copy(self, executor: ProcessPoolExecutor) -> None:
+        """multiprocessing's queue feeder thread keeps the last call it sent, a pickled copy of its message, until it
+        sends another (CPython's multiprocessing/queues.py, `_feed`): for the whole parse, and after it for as long
+        as the edge stays idle. A call that carries nothing, queued right behind, takes its place once the message
+        has crossed the pipe (the worker answers it after the parse: it costs a round trip, no wait)."""
+        with contextlib.suppress(RuntimeError):  # shut down or broken (BrokenProcessPool): its feeder goes with it
+            self._last_call = executor.submit(os.getpid)
+
+    async def settled(self) -> None:
+        """Waits until the last call made to let go of a message was answered."""
+        if self._last_call is not None:
+            await asyncio.wait([asyncio.wrap_future(self._last_call)])  # answered, failed or cancelled: no raise
 
     def _rebuild(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is not broken:  # another message held by the same worker already rebuilt it
