@@ -98,6 +98,18 @@ def test_a_remembered_property_is_not_validated_again() -> None:
     assert checked == [("body",), ("body", "email")], "only the root's `required` and the recipient"
 
 
+def test_changing_an_answer_does_not_change_what_is_remembered() -> None:
+    contract = OpenApiContract()
+    body = {"email": "a@example.net", "sender": {"id": ""}, "content": VALID_CONTENT}
+    first = contract.validate_body("SubmitEmail", body, memo=True)
+    expected = copy.deepcopy(first)
+
+    first[0]["loc"].append("changed")
+    first[0]["msg"] = "changed"
+
+    assert contract.validate_body("SubmitEmail", body, memo=True) == expected
+
+
 def test_a_value_equal_in_python_but_not_in_json_is_not_taken_from_the_memo() -> None:
     contract = OpenApiContract()
     tracking_ok = {"sender": {"id": "7"}, "content": VALID_CONTENT, "tracking": {"opens": True}}

@@ -8,6 +8,7 @@ Query strings and form fields arrive as text: they are coerced by their schema's
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -118,7 +119,8 @@ class OpenApiContract:
         # themselves (their paths start with that name, and two properties never share one).
         details = self._errors(root, instance, ("body",))
         for name in sorted(name for name in properties if name in instance):
-            details.extend(self._property_errors(component, name, properties[name], instance[name]))
+            # Copies: a remembered error must not change when an answer built from it does (errors are rare).
+            details.extend(copy.deepcopy(self._property_errors(component, name, properties[name], instance[name])))
         return details
 
     def _split(self, component: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
