@@ -4,8 +4,9 @@ the same two against the bare aiosmtpd server (no API behind it: the SMTP dialog
 p50 latencies, the 100/1 ratio and CPU ms per message per service.
 
 BENCH_SECONDS (8) per gateway shape (the bare server gets half); BENCH_ENV ("KEY=VALUE,...") goes to the
-forwarder, e.g. RECIPIENT_CONCURRENCY=8; BENCH_LATENCY_MS (20) the API's added latency; PY_SPY_DIR, when set,
-records a py-spy profile of the forwarder and the sandbox during the 100-recipient shape (as bench.persistent).
+forwarder, e.g. RECIPIENT_CONCURRENCY=8, BENCH_SANDBOX_ENV to the sandbox, e.g. EVENT_LOOP=asyncio;
+BENCH_LATENCY_MS (20) the API's added latency; PY_SPY_DIR, when set, records a py-spy profile of the forwarder and
+the sandbox during the 100-recipient shape (as bench.persistent).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bench.shapes import small
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 ENV = dict(pair.split("=", 1) for pair in os.environ.get("BENCH_ENV", "").split(",") if pair)
+SANDBOX_ENV = dict(pair.split("=", 1) for pair in os.environ.get("BENCH_SANDBOX_ENV", "").split(",") if pair)
 LATENCY_MS = int(os.environ.get("BENCH_LATENCY_MS", "20"))
 
 
@@ -33,7 +35,7 @@ def _line(label: str, run: Run) -> str:
 
 
 def main() -> int:
-    with running_stack({"forwarder": dict(ENV)}) as (stack, tls):
+    with running_stack({"forwarder": dict(ENV), "sandbox": dict(SANDBOX_ENV)}) as (stack, tls):
         pids = service_pids(stack)
         bare, bare_port = start_bare(stack)
         try:
@@ -59,7 +61,9 @@ def main() -> int:
                         spy.wait()
                 finally:
                     set_api_latency(stack, 0)
-                print(f"{ENV or 'defaults'}, API +{LATENCY_MS} ms, load average {os.getloadavg()[0]:.1f}")
+                sandbox = SANDBOX_ENV or "defaults"
+                load = os.getloadavg()[0]
+                print(f"{ENV or 'defaults'}, sandbox {sandbox}, API +{LATENCY_MS} ms, load average {load:.1f}")
                 for n in (1, 100):
                     print(_line(f"bare, {n} recipient(s)", bare_runs[n]))
                 for n in (1, 100):

@@ -16,6 +16,7 @@ import pytest
 
 from cakemail_sandbox.config import DEMO_ACCOUNT, MIB, SandboxSettings
 from cakemail_sandbox.server import SandboxServer
+from gateway_common import event_loop
 from gateway_common.ops_http import PortUnavailable
 from tests.sandbox.conftest import (
     DEMO_CREDENTIALS,
@@ -241,3 +242,36 @@ async def test_v2_fields_of_accounts_from_the_environment(
 def test_inconsistent_accounts_are_refused(accounts: list[dict[str, object]], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         SandboxSettings(accounts=accounts)
+
+
+def test_the_sandbox_runs_on_uvloop_by_default_and_reads_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENT_LOOP", raising=False)
+    assert SandboxSettings().event_loop == "uvloop"
+    monkeypatch.setenv("EVENT_LOOP", "asyncio")
+    assert SandboxSettings().event_loop == "asyncio"
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_dropped_connection_gets_no_answer_at_all_on_either_loop(loop: event_loop.EventLoop) -> None:
+    """drop_connection cuts the TCP connection itself: not one byte of an answer (the fallback, for a transport it
+    cannot reach, would send the start of a 500). uvloop's transports are not asyncio.Transport subclasses."""
+    answers: list[bytes] = []
+
+    async def main() -> None:
+        async with SandboxServer(make_settings(faults={"emails": {"drop_connection": True}})) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            body = json.dumps(valid_email()).encode()
+            head = (
+                f"POST /v1/emails HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            )
+            writer.write(head.encode() + b"\r\n\r\n" + body)
+            async with asyncio.timeout(10):
+                try:
+                    answers.append(await reader.read())
+                except ConnectionResetError:
+                    answers.append(b"")
+            writer.close()
+
+    event_loop.run(main(), loop)
+
+    assert answers == [b""]

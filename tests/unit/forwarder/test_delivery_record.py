@@ -8,6 +8,7 @@ two attempts send at once, and a failed attempt frees the recipient for the next
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -183,6 +184,18 @@ async def test_recipients_are_folded(backend: Backend) -> None:
     assert await backend.record.claim(key(recipient=" bob@example.org\t"), lease_seconds=LONG_LEASE) == Claim(
         ClaimState.SENT, email_id="email-5"
     )
+
+
+def test_the_digest_is_stable_and_made_of_the_folded_key() -> None:
+    """What a shared store (Redis) keeps across deploys: the same key must give the same digest in every version,
+    however the digest is computed or cached: sha256 of the JSON list of the folded parts."""
+    folded = RecipientKey(account_id="42", message_identity="<m1@client.example>", recipient=" Bob@Example.ORG ")
+    material = b'["42", "<m1@client.example>", "bob@example.org"]'
+
+    assert folded.digest() == hashlib.sha256(material).hexdigest()
+    assert folded.digest() == "b527aab3c47e23d442ea0d8320221438f154b42ac4e8f4dbb2e1ee119f6c89fa"
+    assert folded == RecipientKey("42", "<m1@client.example>", "bob@example.org")
+    assert folded != RecipientKey("42", "<m1@client.example>", "carol@example.org")
 
 
 async def test_many_concurrent_claims_of_one_recipient_acquire_exactly_once(backend: Backend) -> None:

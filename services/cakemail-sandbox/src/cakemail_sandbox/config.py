@@ -176,6 +176,10 @@ class SandboxSettings(BaseSettings):
     port: int = Field(default=8090, ge=0, le=65535)
     # Shared with the other services, hence no SANDBOX_ prefix.
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+    # uvloop, as the services run (less CPU per request), or asyncio's own loop for an A/B; shared name as well.
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", validation_alias=AliasChoices("EVENT_LOOP", "event_loop")
+    )
 
     # JSON list of users (see Account); replaces the demo and MFA users.
     accounts: list[Account] = Field(default_factory=lambda: [DEMO_ACCOUNT, MFA_ACCOUNT], min_length=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Message, Receive, Send
 
@@ -40,7 +40,10 @@ async def wait_for_disconnect(receive: Receive) -> None:
 def _transport(receive: Receive) -> asyncio.Transport | None:
     owner = getattr(receive, "__self__", None)
     transport = getattr(owner, "transport", None)
-    return transport if isinstance(transport, asyncio.Transport) else None
+    # By behaviour, not by class: uvloop's transports implement asyncio.Transport without subclassing it.
+    if isinstance(transport, asyncio.Transport) or callable(getattr(transport, "abort", None)):
+        return cast(asyncio.Transport, transport)
+    return None
 
 
 async def abort_connection(receive: Receive, send: Send) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -19,14 +19,17 @@ class RecipientKey:
     account_id: str
     message_identity: str  # the client's Message-ID, else a digest of what the client sent
     recipient: str  # folded here: stripped, lower-cased, so "Bob@X.org " and "bob@x.org" are one recipient
+    # Made once with the key: a delivery asks for it at least twice (claim, then mark_sent), once per recipient.
+    _digest: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipient", fold_recipient(self.recipient))
+        material = json.dumps([self.account_id, self.message_identity, self.recipient])  # ASCII, surrogates escaped
+        object.__setattr__(self, "_digest", hashlib.sha256(material.encode("ascii")).hexdigest())
 
     def digest(self) -> str:
         """A stable, unambiguous hash of the key: what the stores keep instead of addresses in clear."""
-        material = json.dumps([self.account_id, self.message_identity, self.recipient])  # ASCII, surrogates escaped
-        return hashlib.sha256(material.encode("ascii")).hexdigest()
+        return self._digest
 
 
 def fold_recipient(address: str) -> str:
