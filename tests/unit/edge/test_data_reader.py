@@ -8,7 +8,7 @@ import re
 import tracemalloc
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from smtp_edge.smtp import data_reader
@@ -241,6 +241,8 @@ def test_scan_lines_agrees_with_the_line_regex(parts: list[bytes]) -> None:
 
 
 @given(st.lists(_LINE_PARTS, max_size=30), st.integers(min_value=0, max_value=40))
+@example([b"y", b"\r", b"\r", b"y", b"\n", b"\n"], 0)  # CR-CR before an LF-LF: the CR pattern's match comes first
+@example([b"y", b"\n", b"\r", b"y", b"\r", b"\r"], 0)  # LF-CR first
 def test_find_empty_line_agrees_with_the_alternation(parts: list[bytes], start: int) -> None:
     data = bytearray(b"".join(parts))
     found = _EMPTY_LINE_REFERENCE.search(data, start)
