@@ -5,6 +5,7 @@ from __future__ import annotations
 from gateway_common import event_loop
 from gateway_common.logging import configure_logging
 from gateway_common.loop_metrics import watch_event_loop
+from smtp_edge.allocator import fix_mmap_threshold
 from smtp_edge.app import serve
 from smtp_edge.config import EdgeSettings
 
@@ -16,6 +17,7 @@ async def run(settings: EdgeSettings) -> None:
 
 def main() -> None:
     settings = EdgeSettings()
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     configure_logging("smtp-edge", settings.log_level)
     event_loop.run(run(settings), settings.event_loop)  # uvloop unless EVENT_LOOP=asyncio
 

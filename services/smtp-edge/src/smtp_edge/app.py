@@ -77,7 +77,13 @@ class EdgeApp:
             exempt=allowed,
         )
         self.parse_pool = (
-            ParsePool(settings.parse_processes, nice=settings.parse_worker_nice) if settings.parse_processes else None
+            ParsePool(
+                settings.parse_processes,
+                nice=settings.parse_worker_nice,
+                mmap_threshold=settings.malloc_mmap_threshold_bytes,
+            )
+            if settings.parse_processes
+            else None
         )
         self.handler = GatewayHandler(
             self.forwarder,

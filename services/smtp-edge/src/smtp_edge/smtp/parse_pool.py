@@ -28,6 +28,7 @@ import structlog
 
 from gateway_mime import ParsedMessage
 from gateway_mime.submission import read_submission
+from smtp_edge.allocator import fix_mmap_threshold
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,7 @@ class ParseWorkerLost(Exception):
     """The worker parsing this message died; the message was not parsed (answer with a temporary failure)."""
 
 
-def _start_worker(nice: int) -> None:
+def _start_worker(nice: int, mmap_threshold: int) -> None:
     # The edge drains on SIGTERM and shuts the pool down itself; a worker that died on the same signal would turn
     # the messages still being parsed during the drain into temporary failures.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -50,6 +51,8 @@ def _start_worker(nice: int) -> None:
     # the parse of a large message (throughput work, seconds long) takes what is left. No privilege is needed to
     # lower one's own priority, in a container too.
     os.nice(nice)
+    # The fork server is a fresh interpreter: the edge's allocator setting is made again here (smtp_edge/allocator.py).
+    fix_mmap_threshold(mmap_threshold)
 
 
 def parse_in_worker(
@@ -63,11 +66,12 @@ def parse_in_worker(
 
 
 class ParsePool:
-    def __init__(self, processes: int, *, nice: int = 0) -> None:
+    def __init__(self, processes: int, *, nice: int = 0, mmap_threshold: int = 0) -> None:
         if processes < 1:
             raise ValueError("a parse pool needs at least one process")
         self._processes = processes
         self._nice = nice
+        self._mmap_threshold = mmap_threshold
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self._executor = self._new_executor()
@@ -77,7 +81,10 @@ class ParsePool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            max_workers=self._processes, mp_context=self._context, initializer=_start_worker, initargs=(self._nice,)
+            max_workers=self._processes,
+            mp_context=self._context,
+            initializer=_start_worker,
+            initargs=(self._nice, self._mmap_threshold),
         )
 
     async def start(self) -> None:
