@@ -12,6 +12,7 @@ BENCH_SECONDS sets each shape's duration (10), BENCH_SKIP a comma-separated list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -177,7 +178,10 @@ def print_runs(runs: list[Run], services: list[str]) -> None:
         print(line, flush=True)
 
 
-def start_bare(stack: Stack) -> tuple[subprocess.Popen[str], int]:
+@contextlib.contextmanager
+def bare_server(stack: Stack) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The bare aiosmtpd server (bench/bare_server.py) with the stack's certificate: its process and port, stopped
+    on the way out."""
     port = free_port()
     cert = stack.certificate
     process = subprocess.Popen(
@@ -185,8 +189,12 @@ def start_bare(stack: Stack) -> tuple[subprocess.Popen[str], int]:
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    return process, port
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        yield process, port
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def set_api_latency(stack: Stack, ms: int) -> None:
@@ -245,12 +253,8 @@ async def side_by_side(stack: Stack, tls: ssl.SSLContext, bare_pid: int, bare_po
 def main() -> int:
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs", flush=True)
     with running_stack() as (stack, tls):
-        bare, bare_port = start_bare(stack)
-        try:
+        with bare_server(stack) as (bare, bare_port):
             uvloop.run(side_by_side(stack, tls, bare.pid, bare_port))
-        finally:
-            bare.terminate()
-            bare.wait(10)
         if "burst" not in SKIP:
             print("\n20 MB burst (bench/burst.py):", flush=True)
             asyncio.run(burst.run(stack, tls))

@@ -16,7 +16,7 @@ import sys
 
 import uvloop
 
-from bench.__main__ import Run, measure, persistent, set_api_latency, start_bare
+from bench.__main__ import Run, bare_server, measure, persistent, set_api_latency
 from bench.harness import percentile, running_stack, service_pids
 from bench.persistent import PY_SPY_DIR, py_spy
 from bench.shapes import small
@@ -37,8 +37,7 @@ def _line(label: str, run: Run) -> str:
 def main() -> int:
     with running_stack({"forwarder": dict(ENV), "sandbox": dict(SANDBOX_ENV)}) as (stack, tls):
         pids = service_pids(stack)
-        bare, bare_port = start_bare(stack)
-        try:
+        with bare_server(stack) as (bare, bare_port):
 
             async def run() -> None:
                 edge = stack.ports.smtp_starttls
@@ -72,9 +71,6 @@ def main() -> int:
                 print(f"  fan-out: 100 recipients p50 = {hundred / one:.1f}x 1 recipient", flush=True)
 
             uvloop.run(run())
-        finally:
-            bare.terminate()
-            bare.wait(10)
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 
 import uvloop
 
-from bench.__main__ import CONNECTIONS, measure, persistent, start_bare
+from bench.__main__ import CONNECTIONS, bare_server, measure, persistent
 from bench.harness import running_stack, service_pids
 from bench.shapes import small
 
@@ -40,8 +40,7 @@ def py_spy(pid: int, out: str, seconds: float = SECONDS) -> subprocess.Popen[byt
 def main() -> int:
     with running_stack({"edge": dict(ENV), "forwarder": dict(ENV)}) as (stack, tls):
         pids = service_pids(stack)
-        bare, bare_port = start_bare(stack)
-        try:
+        with bare_server(stack) as (bare, bare_port):
 
             async def run() -> str:
                 one, edge = small(), stack.ports.smtp_starttls
@@ -65,9 +64,6 @@ def main() -> int:
                 )
 
             print(uvloop.run(run()), flush=True)
-        finally:
-            bare.terminate()
-            bare.wait(10)
     return 0
 
 
