@@ -116,6 +116,9 @@ class SubmissionService:
         email = to_outgoing_email(message)
         ref = MessageRef(message.identity, message.content_digest)
         plan = await self._with_session(who, ctx, lambda session: self._api.prepare(session, email, ref, ctx))
+        if len(plan.deliveries) == 1:
+            # Most messages make one API call: no task, semaphore or gather for it (docs/performance.md).
+            return tuple(await self._deliver(plan, plan.deliveries[0], message, who, ctx))
         slots = asyncio.Semaphore(self._settings.recipient_concurrency)
 
         async def bounded(delivery: Delivery) -> list[RecipientOutcome]:
