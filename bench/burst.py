@@ -155,3 +155,15 @@ async def run(stack: Stack, tls: ssl.SSLContext) -> None:
         )
     print("(peak/msg: MiB above idle per MiB of one message, with 20 in flight at once. CPU s: during the burst,")
     print(" on 2 cores shared by the three services and this load generator.)")
+
+
+def main() -> None:
+    """`python -m bench.burst`: the burst alone, on a stack of its own."""
+    from bench.harness import running_stack
+
+    with running_stack() as (stack, tls):
+        asyncio.run(run(stack, tls))
+
+
+if __name__ == "__main__":
+    main()
