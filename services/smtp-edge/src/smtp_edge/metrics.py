@@ -3,6 +3,8 @@ Labels carry outcomes, commands and reply codes, never addresses, user names or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 # Up to the largest message the edge accepts (MESSAGE_SIZE_LIMIT, 25 MiB by default).
@@ -92,8 +94,16 @@ class EdgeMetrics:
             self.emails_forwarded.labels(result)
         for status in ("accepted", "refused", "tls_failed"):
             self.connections.labels(status)
-        for command in COMMANDS:
-            self.processing_duration.labels(command)
+        # Each command's series, made once: every connection wraps each command with its timer (labels() is ~3 us).
+        self.command_timers: dict[str, Callable[[float], None]] = {
+            command: self.processing_duration.labels(command).observe for command in COMMANDS
+        }
+
+    def command_timer(self, command: str) -> Callable[[float], None]:
+        timer = self.command_timers.get(command)
+        if timer is None:
+            timer = self.command_timers[command] = self.processing_duration.labels(command).observe
+        return timer
 
     def forwarded(self, accepted: bool) -> None:
         self.emails_forwarded.labels("success" if accepted else "failure").inc()

@@ -12,7 +12,7 @@ import re
 import ssl
 import time
 from asyncio import sslproto
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, AnyStr, cast
 
 import structlog
@@ -38,6 +38,18 @@ log = structlog.get_logger(__name__)
 _NOT_A_COMMAND = frozenset(
     {"500 Error: bad syntax", "500 Command line too long", "530 Must issue a STARTTLS command first"}
 )
+
+
+# The attributes aiosmtpd's __init__ collects from the protocol: its commands and its AUTH mechanisms (per class).
+_LOOKED_UP_BY_AIOSMTPD = ("smtp_", "auth_")
+_CLASS_NAMES_LOOKED_UP: dict[type, tuple[str, ...]] = {}
+
+
+def _class_names_looked_up_by_aiosmtpd(cls: type) -> tuple[str, ...]:
+    names = _CLASS_NAMES_LOOKED_UP.get(cls)
+    if names is None:
+        names = _CLASS_NAMES_LOOKED_UP[cls] = tuple(n for n in dir(cls) if n.startswith(_LOOKED_UP_BY_AIOSMTPD))
+    return names
 
 
 # MAIL FROM:<local@domain> and RCPT TO: as nearly every client sends them: dot-atoms of ASCII atext (no quoting,
@@ -108,7 +120,11 @@ class GatewaySMTP(SMTP):
         self._commands = CommandBudget(
             max_commands=limits.max_commands_without_message, max_rcpt=limits.max_rcpt_without_message
         )
-        super().__init__(handler, **kwargs)
+        self._introspected = True
+        try:
+            super().__init__(handler, **kwargs)
+        finally:
+            self._introspected = False
         # While the edge drains, every command but QUIT is answered with a goodbye (QUIT keeps its 221). Every
         # command's processing time is measured; DATA's from the end of the data (smtp_DATA), not the upload. Every
         # command is counted against the session's command limits first.
@@ -118,6 +134,15 @@ class GatewaySMTP(SMTP):
             )
             for name, method in self._smtp_methods.items()
         }
+
+    def __dir__(self) -> Iterable[str]:
+        """While aiosmtpd's __init__ runs, only the names it looks for. It finds its commands and AUTH mechanisms
+        on every connection with dir() and inspect.getmembers(), which reads every attribute of the protocol
+        (~250, properties included): two thirds of the ~330 us a connection's protocol took to make."""
+        if self.__dict__.get("_introspected"):
+            own = [name for name in self.__dict__ if name.startswith(_LOOKED_UP_BY_AIOSMTPD)]
+            return [*_class_names_looked_up_by_aiosmtpd(type(self)), *own]
+        return super().__dir__()
 
     def _limited(self, command: str, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
         async def limited(arg: str) -> None:
@@ -139,7 +164,7 @@ class GatewaySMTP(SMTP):
     def _timed(self, command: str, method: Callable[[str], Awaitable[None]]) -> Callable[[str], Awaitable[None]]:
         if command == "DATA":
             return method
-        observe = self._metrics.processing_duration.labels(command).observe
+        observe = self._metrics.command_timer(command)
 
         async def timed(arg: str) -> None:
             started = time.perf_counter()
