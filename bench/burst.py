@@ -24,6 +24,7 @@ SMALL_CLIENTS = 20
 LARGE_BYTES = 20 * 1024 * 1024
 BASELINE_SECONDS = 5.0
 MAX_SECONDS = 600.0
+RETRY_SECONDS = 0.5  # after a 4xx (real clients wait minutes; the bench wants the burst's whole span)
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -92,11 +93,28 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def send_large_burst(port: int, ca_file: str, body: bytes) -> list[float]:
+async def send_until_accepted(port: int, tls: ssl.SSLContext, message: bytes) -> tuple[float, int]:
+    """(seconds until accepted, temporary refusals on the way). A 4xx is what a real client keeps the message for
+    and sends again: the edge admits `DATA_BYTES_IN_FLIGHT_LIMIT` (48 MiB) of messages at once, two of these, and
+    answers the others `452 4.3.1` at MAIL until one is done (docs/configuration.md)."""
+    started = time.perf_counter()
+    deferred = 0
+    while True:
+        try:
+            await send(port, tls, message)
+            return time.perf_counter() - started, deferred
+        except aiosmtplib.SMTPResponseException as refused:
+            if not 400 <= refused.code < 500:
+                raise
+            deferred += 1
+            await asyncio.sleep(RETRY_SECONDS)
+
+
+def send_large_burst(port: int, ca_file: str, body: bytes) -> list[tuple[float, int]]:
     tls = ssl.create_default_context(cafile=ca_file)
 
-    async def burst() -> list[float]:
-        sends = (send(port, tls, b"X-Bench-Id: %d\r\n" % i + body) for i in range(LARGE_CLIENTS))
+    async def burst() -> list[tuple[float, int]]:
+        sends = (send_until_accepted(port, tls, b"X-Bench-Id: %d\r\n" % i + body) for i in range(LARGE_CLIENTS))
         return list(await asyncio.wait_for(asyncio.gather(*sends), MAX_SECONDS))
 
     return asyncio.run(burst())
@@ -138,9 +156,11 @@ async def run(stack: Stack, tls: ssl.SSLContext) -> None:
     await asyncio.gather(small, sampler)
     cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
 
+    spans = [seconds for seconds, _ in large]
     print(
         f"\nlarge: {LARGE_CLIENTS} x {len(body) / 2**20:.1f} MiB in {burst:.1f} s "
-        f"(each {min(large):.1f}..{max(large):.1f} s)"
+        f"(each {min(spans):.1f}..{max(spans):.1f} s from its first try; "
+        f"{sum(deferred for _, deferred in large)} temporary refusals (4xx) sent again)"
     )
     print(f"small: {len(baseline)} sent before the burst, {len(during)} during it ({SMALL_CLIENTS} clients)")
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}")
@@ -153,8 +173,9 @@ async def run(stack: Stack, tls: ssl.SSLContext) -> None:
             f"{name:20}{idle_rss[name]:>10.0f}{peaks[name]:>10.0f}"
             f"{(peaks[name] - idle_rss[name]) / (len(body) / 2**20):>10.1f}{cpu[name]:>8.1f}"
         )
-    print("(peak/msg: MiB above idle per MiB of one message, with 20 in flight at once. CPU s: during the burst,")
-    print(" on 2 cores shared by the three services and this load generator.)")
+    print("(peak/msg: MiB above idle per MiB of one message; 20 are sent at once, and the edge takes in as many as")
+    print(" its DATA_BYTES_IN_FLIGHT_LIMIT holds (two at 48 MiB) while the others are told 452 and retry. CPU s:")
+    print(" during the burst, on 2 cores shared by the three services and this load generator.)")
 
 
 def main() -> None:
