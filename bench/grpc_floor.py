@@ -26,18 +26,13 @@ from bench.harness import cpu_seconds
 from bench.shapes import PASSWORD, SENDER, USERNAME, small
 from cakemail.gateway.v1 import forwarder_pb2 as pb
 from cakemail.gateway.v1 import forwarder_pb2_grpc as pb_grpc
+from devstack.stack import free_port
 from gateway_mime.frames import SmtpCredentials, SmtpEnvelope, submission_frames
 from gateway_mime.submission import read_submission
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
 RATE = float(os.environ.get("BENCH_RATE", "800"))
 IN_FLIGHT = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _ACCEPTED = pb.SubmitSmallMessageResponse(result=pb.SUBMIT_RESULT_ACCEPTED, message_ids=["id"])
@@ -148,7 +143,7 @@ def _wait_for(port: int) -> None:
 
 
 def _measure(target: Callable[[int], None], client: Callable[[int], Coroutine[Any, Any, tuple[int, float]]]) -> str:
-    port = _free_port()
+    port = free_port()
     server = multiprocessing.get_context("spawn").Process(target=target, args=(port,), daemon=True)
     server.start()
     try:
