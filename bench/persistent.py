@@ -6,8 +6,9 @@ edge + forwarder as a multiple of the bare server.
 BENCH_SECONDS (12) sets the gateway's measuring time (the bare server gets half); BENCH_ENV ("KEY=VALUE,...") is
 passed to the edge and the forwarder, e.g. EVENT_LOOP=asyncio or LOG_LEVEL=INFO; PY_SPY_DIR, when set, records a
 py-spy profile of each service there (raw collapsed stacks, 200 Hz; py-spy is not a dependency: install it
-yourself), with PY_SPY_NATIVE=1 native frames too (C extensions, the interpreter's garbage collector). Run it twice
-per side, alternating sides: the machine's load moves between runs.
+yourself), with PY_SPY_NATIVE=1 native frames too (C extensions, the interpreter's garbage collector).
+BENCH_SHAPE=new-connection opens a connection per message instead (TLS handshake, AUTH, one message, QUIT). Run it
+twice per side, alternating sides: the machine's load moves between runs.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 
 import uvloop
 
-from bench.__main__ import CONNECTIONS, bare_server, measure, persistent
+from bench.__main__ import CONNECTIONS, bare_server, measure, per_message, persistent
 from bench.harness import running_stack, service_pids
 from bench.shapes import small
 
@@ -27,6 +28,8 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "12"))
 ENV = dict(pair.split("=", 1) for pair in os.environ.get("BENCH_ENV", "").split(",") if pair)
 PY_SPY_DIR = os.environ.get("PY_SPY_DIR", "")
 PY_SPY_NATIVE = os.environ.get("PY_SPY_NATIVE", "") == "1"
+# "new-connection": a TLS handshake and AUTH per message instead (make bench's second shape), for per-connection costs.
+WORKER = {"persistent": persistent, "new-connection": per_message}[os.environ.get("BENCH_SHAPE", "persistent")]
 
 
 def py_spy(pid: int, out: str, seconds: float = SECONDS) -> subprocess.Popen[bytes]:
@@ -44,14 +47,14 @@ def main() -> int:
 
             async def run() -> str:
                 one, edge = small(), stack.ports.smtp_starttls
-                await measure("warm-up", pids, [persistent(edge, tls, one) for _ in range(CONNECTIONS)], seconds=3)
-                workers = [persistent(bare_port, tls, one) for _ in range(CONNECTIONS)]
+                await measure("warm-up", pids, [WORKER(edge, tls, one) for _ in range(CONNECTIONS)], seconds=3)
+                workers = [WORKER(bare_port, tls, one) for _ in range(CONNECTIONS)]
                 base = await measure("bare", {"bare": bare.pid}, workers, seconds=SECONDS / 2)
                 spies = [
                     py_spy(pids[name], os.path.join(PY_SPY_DIR, f"{name}.txt"))
                     for name in (("smtp-edge", "forwarder") if PY_SPY_DIR else ())
                 ]
-                gateway = await measure("gateway", pids, [persistent(edge, tls, one) for _ in range(CONNECTIONS)])
+                gateway = await measure("gateway", pids, [WORKER(edge, tls, one) for _ in range(CONNECTIONS)])
                 for spy in spies:
                     spy.wait()
                 bare_ms, cpu = base.cpu_ms()["bare"], gateway.cpu_ms()
