@@ -5,6 +5,7 @@ from __future__ import annotations
 from forwarder.app import serve
 from forwarder.config import ForwarderSettings
 from gateway_common import event_loop
+from gateway_common.allocator import fix_mmap_threshold
 from gateway_common.logging import configure_logging
 from gateway_common.loop_metrics import watch_event_loop
 
@@ -16,6 +17,7 @@ async def run(settings: ForwarderSettings) -> None:
 
 def main() -> None:
     settings = ForwarderSettings()
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     configure_logging("forwarder", settings.log_level)
     event_loop.run(run(settings), settings.event_loop)  # uvloop unless EVENT_LOOP=asyncio
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from gateway_common import event_loop
+from gateway_common.allocator import fix_mmap_threshold
 from gateway_common.logging import configure_logging
 from gateway_common.loop_metrics import watch_event_loop
-from smtp_edge.allocator import fix_mmap_threshold
 from smtp_edge.app import serve
 from smtp_edge.config import EdgeSettings
 

@@ -102,7 +102,7 @@ class EdgeSettings(BaseSettings):
     # How much lower the parse workers' CPU priority is than the event loop's (`nice` increment, 0-19): a 25 MB parse
     # is throughput work, the loop's replies are latency work (docs/security.md, "Resource exhaustion").
     parse_worker_nice: int = Field(default=10, ge=0, le=19)
-    # glibc's mmap threshold for the edge and its parse workers (smtp_edge/allocator.py): large message buffers get
+    # glibc's mmap threshold for the edge and its parse workers (gateway_common/allocator.py): large message buffers get
     # mappings of their own, returned to the system when freed. 0: glibc's own, self-raising threshold.
     malloc_mmap_threshold_bytes: int = Field(default=1024 * 1024, ge=0, le=32 * 1024 * 1024)
     # The TLS layer's read buffer per connection (asyncio's default is 256 KiB): what one connection's bytes cost the

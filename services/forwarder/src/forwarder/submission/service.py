@@ -41,7 +41,7 @@ class RecipientOutcome:
 
 @dataclass(frozen=True, slots=True)
 class SubmissionSettings:
-    recipient_concurrency: int = 32
+    recipient_concurrency: int = 50
     # A lease must outlast the longest attempt; without a caller deadline, this long.
     lease_seconds_without_deadline: float = 120.0
     lease_margin_seconds: float = 10.0

@@ -26,9 +26,9 @@ from concurrent.futures.process import BrokenProcessPool
 
 import structlog
 
+from gateway_common.allocator import fix_mmap_threshold
 from gateway_mime import ParsedMessage
 from gateway_mime.submission import read_submission
-from smtp_edge.allocator import fix_mmap_threshold
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ def _start_worker(nice: int, mmap_threshold: int) -> None:
     # the parse of a large message (throughput work, seconds long) takes what is left. No privilege is needed to
     # lower one's own priority, in a container too.
     os.nice(nice)
-    # The fork server is a fresh interpreter: the edge's allocator setting is made again here (smtp_edge/allocator.py).
+    # The fork server is a fresh interpreter: the allocator setting is made again here (gateway_common/allocator.py).
     fix_mmap_threshold(mmap_threshold)
 
 

@@ -1,12 +1,13 @@
-"""glibc's malloc and the edge's large message buffers.
+"""glibc's malloc and both services' large message buffers (`MALLOC_MMAP_THRESHOLD_BYTES`).
 
 glibc serves allocations over its mmap threshold (128 KiB at start) from their own mappings, returned to the system
 when freed; but each time such a mapping is freed it raises the threshold to that size, so after the first large
 message every later message's buffers (the bytes read, the message, the decoded attachments, up to 25 MiB each)
 come from the heap instead, where freed memory stays with the process and fragments. A fixed threshold keeps every
-buffer of 1 MiB or more its own mapping. Measured with `python -m bench.edge_memory` (docs/performance.md, "Edge
-memory per large message"): 4 x 20 MB messages in flight 1.85-1.86x their size instead of 2.19-2.40x, and the edge
-back at 150 MiB after a large message instead of 186-243 MiB.
+buffer of 1 MiB or more its own mapping. Measured (docs/performance.md): the edge (`python -m bench.edge_memory`)
+with 4 x 20 MB messages in flight 1.85-1.86x their size instead of 2.19-2.40x, back at 150 MiB after a large
+message instead of 186-243 MiB; the forwarder (`python -m bench.forwarder_memory`) 1.04-1.12x instead of
+1.15-1.37x.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""smtp_edge/allocator.py: a fixed glibc mmap threshold gives freed large buffers back to the system."""
+"""gateway_common/allocator.py: a fixed glibc mmap threshold gives freed large buffers back to the system."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from smtp_edge.allocator import fix_mmap_threshold
+from gateway_common.allocator import fix_mmap_threshold
 
 # A process frees one large buffer (which raises glibc's own threshold above 4 MiB), then holds 16 buffers of 4 MiB
 # (what a few large messages in flight hold) under a small allocation, frees them and reports its resident memory.
 _PROGRAM = """
 import sys
 from pathlib import Path
-from smtp_edge.allocator import fix_mmap_threshold
+from gateway_common.allocator import fix_mmap_threshold
 
 def rss_mib():
     status = Path("/proc/self/status").read_text().split("VmRSS:")[1]
