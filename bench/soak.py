@@ -317,7 +317,12 @@ def soak_env(rate: float, seconds: float) -> dict[str, dict[str, str]]:
     # legitimate growth up to the bound is not read as a leak afterwards.
     entries = max(1000, int(rate * warm_up_seconds(seconds) / 2))
     return {
-        "sandbox": {"SANDBOX_FAULTS": json.dumps({"emails": {"error_status": 503, "error_rate": 0.01}})},
+        # Every record between two checkpoints is counted: none may be forgotten by the sandbox's bounds.
+        "sandbox": {
+            "SANDBOX_FAULTS": json.dumps({"emails": {"error_status": 503, "error_rate": 0.01}}),
+            "SANDBOX_MAX_EMAILS": "0",
+            "SANDBOX_MAX_EMAIL_BYTES": "0",
+        },
         "forwarder": {"DELIVERY_RECORD_MAX_ENTRIES": str(entries)},
     }
 

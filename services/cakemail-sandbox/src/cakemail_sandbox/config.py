@@ -198,6 +198,11 @@ class SandboxSettings(BaseSettings):
     mfa_challenge_status: Literal[200, 401] = 401
     idempotency_ttl_seconds: float = Field(default=24 * 3600, gt=0)
     max_request_bytes: int = Field(default=35 * MIB, gt=0)
+    # The recorded emails kept (the web inbox, /sandbox/emails, GET /v2/emails/{id}): the oldest go first once
+    # there are more than this many, or once their attachments and bodies add up to more than the bytes; 0: no
+    # bound. As Mailpit's --max: a sandbox left running under `make run` must not grow without end.
+    max_emails: int = Field(default=50_000, ge=0)
+    max_email_bytes: int = Field(default=256 * MIB, ge=0)
     max_attachment_bytes: int = Field(default=10 * MIB, gt=0)
     # Upper bound of a `hang` fault, so a forgotten fault cannot pin a connection forever.
     hang_max_seconds: float = Field(default=120.0, gt=0)

@@ -64,6 +64,7 @@ class SandboxState:
             senders=SenderDirectory(settings.accounts),
             contract=_contract(),
             wall_clock=wall_clock,
+            inbox=Inbox(settings.max_emails, settings.max_email_bytes),
         )
 
     def reset(self) -> None:

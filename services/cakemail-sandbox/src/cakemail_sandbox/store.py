@@ -6,6 +6,7 @@ Nothing survives a restart, like an API that lost its memory; tests rely on that
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 from collections.abc import AsyncIterator, Callable
@@ -125,30 +126,62 @@ Record = EmailRecord | V2EmailRecord
 InboxListener = Callable[[Record | None], None]
 
 
+def stored_bytes(record: Record) -> int:
+    """What a record holds that can be large: its attachments (base64, as posted) and its bodies."""
+    payload = record.payload
+    if isinstance(record, V2EmailRecord):
+        content = payload.get("content") or {}
+        bodies = [content.get("html"), content.get("text")]
+        attachment = payload.get("attachment")
+        attachments = [attachment] if isinstance(attachment, dict) else (attachment or [])
+    else:
+        bodies = [payload.get("html_body"), payload.get("text_body")]
+        attachments = payload.get("attachments") or []
+    held = sum(len(body) for body in bodies if isinstance(body, str))
+    return held + sum(len(item.get("content") or "") for item in attachments if isinstance(item, dict))
+
+
 class Inbox:
-    """Every accepted email, v1 and v2, oldest first.
+    """Every accepted email, v1 and v2, oldest first, up to `max_records` and `max_bytes` (stored_bytes) when they
+    are not 0: past either, the oldest are forgotten (the newest is always kept).
 
     Listeners hear of each record added, and of a clear (as `None`): the web inbox's live feed. They run inline,
     so they must be quick and must not raise.
     """
 
-    def __init__(self) -> None:
-        self._records: list[Record] = []
+    def __init__(self, max_records: int = 0, max_bytes: int = 0) -> None:
+        self._records: collections.deque[tuple[Record, int]] = collections.deque()
         self._v2: dict[str, V2EmailRecord] = {}
         self._listeners: list[InboxListener] = []
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self.bytes_held = 0
 
     def listen(self, listener: InboxListener) -> None:
         self._listeners.append(listener)
 
     def add(self, record: Record) -> None:
-        self._records.append(record)
+        size = stored_bytes(record) if self._max_bytes else 0
+        self._records.append((record, size))
+        self.bytes_held += size
         if isinstance(record, V2EmailRecord):
             self._v2[record.id] = record
+        self._forget_oldest()
         for listener in self._listeners:
             listener(record)
 
+    def _forget_oldest(self) -> None:
+        while len(self._records) > 1 and (
+            (self._max_records and len(self._records) > self._max_records)
+            or (self._max_bytes and self.bytes_held > self._max_bytes)
+        ):
+            oldest, size = self._records.popleft()
+            self.bytes_held -= size
+            if isinstance(oldest, V2EmailRecord):
+                self._v2.pop(oldest.id, None)
+
     def all(self) -> list[Record]:
-        return list(self._records)
+        return [record for record, _ in self._records]
 
     def v2_email(self, email_id: str) -> V2EmailRecord | None:
         return self._v2.get(email_id)
@@ -156,6 +189,7 @@ class Inbox:
     def clear(self) -> None:
         self._records.clear()
         self._v2.clear()
+        self.bytes_held = 0
         for listener in self._listeners:
             listener(None)
 
