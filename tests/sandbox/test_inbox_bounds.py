@@ -10,6 +10,7 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cakemail_sandbox.activity import ActivityLog, LogEntry
 from cakemail_sandbox.store import EmailRecord, Inbox, V2EmailRecord, stored_bytes
 from tests.sandbox.conftest import (
     StartSandbox,
@@ -104,3 +105,19 @@ async def test_a_byte_bound_forgets_large_messages_first_in_first_out(start_sand
         kept = [record["email"] for record in await recorded(http, content=False)]
 
     assert kept == ["big2@example.net", "small@example.net"]
+
+
+def test_the_activity_log_keeps_the_newest_events_within_the_bound() -> None:
+    def event(n: int) -> LogEntry:
+        return LogEntry("queued", f"e{n}", 1, float(n), float(n), "b@example.net", "s", (), "", "a@example.com")
+
+    bounded, unbounded = ActivityLog(3), ActivityLog(0)
+    for n in range(10):
+        bounded.add(event(n))
+        unbounded.add(event(n))
+
+    def ids(log: ActivityLog) -> list[str]:
+        return [found.email_id for found in log.query(1, start_time=0, end_time=100, sort="time")]
+
+    assert ids(bounded) == ["e7", "e8", "e9"]
+    assert ids(unbounded) == [f"e{n}" for n in range(10)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import uuid
 from collections.abc import Iterable
@@ -55,10 +56,11 @@ def _iso(timestamp: float) -> str:
 
 
 class ActivityLog:
-    """Every event, in the order it happened."""
+    """Every event, in the order it happened; the newest `max_entries` when that is not 0 (SANDBOX_MAX_EMAILS: one
+    event per v2 email)."""
 
-    def __init__(self) -> None:
-        self._entries: list[LogEntry] = []
+    def __init__(self, max_entries: int = 0) -> None:
+        self._entries: collections.deque[LogEntry] = collections.deque(maxlen=max_entries or None)
 
     def add(self, entry: LogEntry) -> None:
         self._entries.append(entry)

@@ -65,6 +65,7 @@ class SandboxState:
             contract=_contract(),
             wall_clock=wall_clock,
             inbox=Inbox(settings.max_emails, settings.max_email_bytes),
+            activity=ActivityLog(settings.max_emails),
         )
 
     def reset(self) -> None:
