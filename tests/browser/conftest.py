@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -102,5 +103,13 @@ Condition = Callable[[WebDriver], Any]
 
 
 def wait_for(driver: WebDriver, condition: Condition, message: str, timeout: float = WAIT_SECONDS) -> Any:
-    """An explicit wait on a condition (never a sleep): its first truthy value, or a timeout naming what was awaited."""
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
+    """An explicit wait on a condition (never a sleep): its first truthy value, or a timeout naming what was awaited.
+    An element the page replaced while the condition read it (the live list re-rendered between finding a row and
+    reading its attribute) means "not yet", and the condition is asked again."""
+    waiting = WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.05,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
+    return waiting.until(condition, message)
