@@ -12,13 +12,29 @@ from typing import Any
 import pytest
 
 from devstack.certs import DevCertificate, ensure_dev_certificate
-from devstack.stack import Stack, StackPorts
+from devstack.stack import Stack, StackPorts, free_port
+from smtp_edge.config import EdgeSettings
 from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
 def dev_certificate(tmp_path_factory: pytest.TempPathFactory) -> DevCertificate:
     return ensure_dev_certificate(tmp_path_factory.mktemp("certs"))
+
+
+def in_process_edge_settings(dev_certificate: DevCertificate, forwarder_address: str, **overrides: Any) -> EdgeSettings:
+    """EdgeSettings for an edge run inside the test (smtp_edge.app.EdgeApp): free loopback ports, the dev
+    certificate, the given forwarder."""
+    values: dict[str, Any] = {
+        "smtp_starttls_port": free_port(),
+        "smtp_tls_port": free_port(),
+        "http_port": free_port(),
+        "smtp_hostname": "localhost",
+        "forwarder_address": forwarder_address,
+        "tls_cert_file": str(dev_certificate.cert_file),
+        "tls_key_file": str(dev_certificate.key_file),
+    }
+    return EdgeSettings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="session")

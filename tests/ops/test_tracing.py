@@ -29,8 +29,8 @@ from forwarder.config import ForwarderSettings
 from forwarder.metrics import ForwarderMetrics
 from gateway_common import tracing
 from smtp_edge.app import EdgeApp
-from smtp_edge.config import EdgeSettings
 from smtp_edge.metrics import EdgeMetrics
+from tests.conftest import in_process_edge_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -95,15 +95,7 @@ async def test_one_message_is_one_trace_across_both_services(
     await forwarder.start()
     try:
         edge = EdgeApp(
-            EdgeSettings(
-                smtp_starttls_port=free_port(),
-                smtp_tls_port=free_port(),
-                http_port=free_port(),
-                smtp_hostname="localhost",
-                forwarder_address=f"127.0.0.1:{forwarder.grpc_port}",
-                tls_cert_file=str(dev_certificate.cert_file),
-                tls_key_file=str(dev_certificate.key_file),
-            ),
+            in_process_edge_settings(dev_certificate, f"127.0.0.1:{forwarder.grpc_port}"),
             EdgeMetrics(CollectorRegistry()),
         )
         await edge.start()

@@ -11,24 +11,13 @@ from prometheus_client import CollectorRegistry
 
 from devstack.certs import DevCertificate
 from smtp_edge.app import EdgeApp
-from smtp_edge.config import EdgeSettings
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.smtp.handler import GatewayHandler
+from tests.conftest import in_process_edge_settings
 
 
 def _edge(dev_certificate: DevCertificate) -> EdgeApp:
-    return EdgeApp(
-        EdgeSettings(
-            smtp_starttls_port=0,
-            smtp_tls_port=0,
-            http_port=0,
-            smtp_hostname="localhost",
-            forwarder_address="127.0.0.1:1",
-            tls_cert_file=str(dev_certificate.cert_file),
-            tls_key_file=str(dev_certificate.key_file),
-        ),
-        EdgeMetrics(CollectorRegistry()),
-    )
+    return EdgeApp(in_process_edge_settings(dev_certificate, "127.0.0.1:1"), EdgeMetrics(CollectorRegistry()))
 
 
 async def test_aiosmtpd_finds_every_command_and_mechanism(dev_certificate: DevCertificate) -> None:

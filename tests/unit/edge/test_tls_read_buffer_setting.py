@@ -11,25 +11,17 @@ from prometheus_client import CollectorRegistry
 from devstack.certs import DevCertificate
 from devstack.stack import free_port
 from smtp_edge.app import EdgeApp
-from smtp_edge.config import EdgeSettings
 from smtp_edge.metrics import EdgeMetrics
 from smtp_edge.smtp.protocol import GatewaySMTP, TlsLayer
+from tests.conftest import in_process_edge_settings
 
 
 async def test_each_listener_s_tls_layer_reads_with_the_configured_buffer(
     dev_certificate: DevCertificate, client_tls: ssl.SSLContext
 ) -> None:
     edge = EdgeApp(
-        EdgeSettings(
-            smtp_starttls_port=free_port(),
-            smtp_tls_port=free_port(),
-            http_port=free_port(),
-            smtp_hostname="localhost",
-            forwarder_address=f"127.0.0.1:{free_port()}",  # never called: no AUTH here
-            tls_cert_file=str(dev_certificate.cert_file),
-            tls_key_file=str(dev_certificate.key_file),
-            tls_read_buffer_bytes=20_000,
-        ),
+        # The forwarder is never called: no AUTH here.
+        in_process_edge_settings(dev_certificate, f"127.0.0.1:{free_port()}", tls_read_buffer_bytes=20_000),
         EdgeMetrics(CollectorRegistry()),
     )
     await edge.start()
