@@ -6,8 +6,8 @@ message every later message's buffers (the bytes read, the message, the decoded 
 come from the heap instead, where freed memory stays with the process and fragments. A fixed threshold keeps every
 buffer of 1 MiB or more its own mapping. Measured (docs/performance.md): the edge (`python -m bench.edge_memory`)
 with 4 x 20 MB messages in flight 1.85-1.86x their size instead of 2.19-2.40x, back at 150 MiB after a large
-message instead of 186-243 MiB; the forwarder (`python -m bench.forwarder_memory`) 1.04-1.12x instead of
-1.15-1.37x.
+message instead of 186-243 MiB; the forwarder (`python -m bench.forwarder_memory`) back at 96-100 MiB after
+large messages instead of 103-114, and ~1.14x per message in flight instead of ~1.21x (medians of noisy runs).
 """
 
 from __future__ import annotations

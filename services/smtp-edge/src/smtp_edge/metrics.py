@@ -95,14 +95,14 @@ class EdgeMetrics:
         for status in ("accepted", "refused", "tls_failed"):
             self.connections.labels(status)
         # Each command's series, made once: every connection wraps each command with its timer (labels() is ~3 us).
-        self.command_timers: dict[str, Callable[[float], None]] = {
+        self._command_timers: dict[str, Callable[[float], None]] = {
             command: self.processing_duration.labels(command).observe for command in COMMANDS
         }
 
     def command_timer(self, command: str) -> Callable[[float], None]:
-        timer = self.command_timers.get(command)
+        timer = self._command_timers.get(command)
         if timer is None:
-            timer = self.command_timers[command] = self.processing_duration.labels(command).observe
+            timer = self._command_timers[command] = self.processing_duration.labels(command).observe
         return timer
 
     def forwarded(self, accepted: bool) -> None:
